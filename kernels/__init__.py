@@ -1,0 +1,1 @@
+"""Attention kernels: Pallas implementations beside their plain-jnp references."""

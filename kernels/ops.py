@@ -1,0 +1,60 @@
+"""One entry point for attention, dispatching to an implementation by name.
+
+"xla" is the plain-jnp reference (always available); "cudnn" is cuDNN's fused
+kernel through `jax.nn.dot_product_attention` (GPU only); "auto" picks the
+fastest implementation that supports the requested masks on this backend.
+"""
+
+import jax
+
+from kernels import reference
+
+IMPLEMENTATIONS = ("auto", "xla", "cudnn")
+
+
+def _check_implementation(implementation):
+  if implementation not in IMPLEMENTATIONS:
+    raise ValueError(
+        f"unknown attention implementation {implementation!r}; choose one of "
+        f"{', '.join(IMPLEMENTATIONS)} (e.g. --config.model.attention_impl=xla)")
+
+
+def _resolve(implementation, segment_ids):
+  _check_implementation(implementation)
+  if implementation != "auto":
+    return implementation
+  if jax.default_backend() == "gpu" and segment_ids is None:
+    return "cudnn"
+  return "xla"
+
+
+def attention(q, k, v, *, causal=True, segment_ids=None, local_window=None,
+              implementation="auto"):
+  """Multi-head self-attention, q/k/v shaped [batch, seq, heads, head_dim].
+
+  segment_ids [batch, seq] keep packed documents apart; local_window W lets a
+  query see only the W most recent keys (itself included), as in GPT-3's
+  banded layers.
+  """
+  implementation = _resolve(implementation, segment_ids)
+  if implementation == "cudnn":
+    if segment_ids is not None:
+      raise ValueError("the cudnn attention path does not take segment_ids; "
+                       "use implementation='xla' for packed sequences")
+    window = None if local_window is None else (local_window - 1, 0 if causal else local_window - 1)
+    return jax.nn.dot_product_attention(q, k, v, is_causal=causal, local_window_size=window,
+                                        implementation="cudnn")
+  return reference.attention_reference(q, k, v, causal=causal, segment_ids=segment_ids,
+                                       local_window=local_window)
+
+
+def cached_attention(q, k_cache, v_cache, *, q_slots, kv_valid, local_window=None,
+                     implementation="auto"):
+  """Attention of new queries over a KV cache, used for prefill and decoding.
+
+  q [batch, new, heads, head_dim] sits at cache slots q_slots [batch, new];
+  kv_valid [batch, slots] marks the filled, non-padding slots.
+  """
+  _check_implementation(implementation)
+  return reference.cached_attention_reference(q, k_cache, v_cache, q_slots=q_slots,
+                                              kv_valid=kv_valid, local_window=local_window)

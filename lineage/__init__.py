@@ -1,0 +1,1 @@
+"""lineage: the road from recurrent language models to ChatGPT, in JAX."""

@@ -1,0 +1,1 @@
+"""Tokenizers, corpora and the batch streams that feed training."""

@@ -1,0 +1,1 @@
+"""Model families of the lineage as pure linen modules."""

@@ -1,0 +1,1 @@
+"""Training: pure steps, optimiser, sharding, checkpoints and the loop that drives them."""

@@ -1,0 +1,38 @@
+"""Multi-process start-up: the flags of `jax.distributed.initialize`, shared by every binary.
+
+On TPU pods and under SLURM, JAX finds the coordinator itself, so the flags can
+stay empty; elsewhere give all three, the same coordinator to every process.
+"""
+
+import os
+
+import jax
+from absl import flags
+
+
+
+def define_flags():
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
+  flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes-1.")
+
+
+def _auto_detected():
+  return "SLURM_JOB_ID" in os.environ and "SLURM_NTASKS" in os.environ and \
+      int(os.environ["SLURM_NTASKS"]) > 1 or "TPU_WORKER_HOSTNAMES" in os.environ
+
+
+def initialize_from_flags():
+  """Joins the multi-process runtime when flags or the environment ask for it."""
+  f = flags.FLAGS
+  given = [f.coordinator_address, f.num_processes, f.process_id]
+  if any(v is not None for v in given):
+    if any(v is None for v in given):
+      raise flags.ValidationError("multi-process runs need all of --coordinator_address, "
+                                  "--num_processes and --process_id")
+    if jax.default_backend() == "cpu":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f.coordinator_address,
+                               num_processes=f.num_processes, process_id=f.process_id)
+  elif _auto_detected():
+    jax.distributed.initialize()

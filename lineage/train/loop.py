@@ -1,0 +1,209 @@
+"""The training loop: logging, evaluation, checkpointing, resume and the NaN guard.
+
+It is generic over the loss function, so every milestone (an RNN carrying state
+across chunks, an encoder-decoder, a classifier, PPO) trains through it. What a
+milestone supplies is a `Task`; what the loop guarantees is that rerunning the
+same command on the same workdir continues from the latest checkpoint and ends
+with the same parameters, bit for bit, as an uninterrupted run.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable, Iterable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lineage.train import checkpoint as ckpt_lib
+from lineage.train import metrics as metrics_lib
+from lineage.train import optim, sharding, step as step_lib
+
+
+class NonFiniteLossError(FloatingPointError):
+  pass
+
+
+@dataclasses.dataclass
+class Task:
+  """What a milestone hands the loop.
+
+  init_params(rng) -> params with nn.Partitioned leaves (their logical axes).
+  loss_fn: see lineage.train.step.
+  train_data: an iterator of numpy batch dicts with get_state() / set_state(state).
+  eval_data: () -> iterable of batches, a fresh pass over the held-out set.
+  flops_per_token: model FLOPs per trained token, for MFU; 0 to skip MFU.
+  tokens_per_batch: tokens in one global batch, for tokens/s.
+  model_dim: width of the model, needed by the noam schedule only.
+  """
+  init_params: Callable[[jax.Array], Any]
+  loss_fn: Callable
+  train_data: Any
+  eval_data: Optional[Callable[[], Iterable[dict]]] = None
+  flops_per_token: float = 0.0
+  tokens_per_batch: int = 0
+  model_dim: Optional[int] = None
+
+
+@dataclasses.dataclass
+class Trainer:
+  """Everything built from a config and a task: mesh, shardings, jitted steps."""
+  mesh: Any
+  state_shardings: Any
+  abstract_state: Any
+  init_state: Callable
+  train_step: Callable
+  eval_step: Callable
+  schedule: Callable
+
+
+def build_trainer(cfg, task: Task) -> Trainer:
+  mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
+  sharding.check_batch_divisible(cfg.train.batch_size, mesh, cfg.train.micro_batches)
+  tx, schedule = optim.make_optimizer(cfg.train, task.model_dim)
+  rng = jax.random.PRNGKey(cfg.train.seed)
+
+  boxed = jax.eval_shape(task.init_params, rng)
+  param_shardings = sharding.logical_shardings(boxed, mesh)
+  abstract_params = nn.unbox(boxed)
+  abstract_opt = jax.eval_shape(tx.init, abstract_params)
+  opt_shardings = optax.tree_map_params(
+      tx, lambda _, s: s, abstract_opt, param_shardings,
+      transform_non_params=lambda _: sharding.replicated(mesh))
+  state_shardings = step_lib.TrainState(
+      step=sharding.replicated(mesh), params=param_shardings, opt_state=opt_shardings,
+      rng=sharding.replicated(mesh))
+
+  def init_state(rng):
+    params = nn.unbox(task.init_params(rng))
+    return step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                               opt_state=tx.init(params), rng=rng)
+
+  abstract_state = ckpt_lib.abstract_like(jax.eval_shape(init_state, rng), state_shardings)
+  batch_sharding = sharding.batch_sharding(mesh)
+  train_step = jax.jit(
+      step_lib.make_train_step(task.loss_fn, tx, cfg.train.micro_batches,
+                               cfg.debug.get("nan_at_step", -1)),
+      in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None),
+      donate_argnums=0)
+  eval_step = jax.jit(step_lib.make_eval_step(task.loss_fn),
+                      in_shardings=(param_shardings, batch_sharding))
+  return Trainer(mesh=mesh, state_shardings=state_shardings, abstract_state=abstract_state,
+                 init_state=jax.jit(init_state, out_shardings=state_shardings),
+                 train_step=train_step, eval_step=eval_step, schedule=schedule)
+
+
+def device_batch(batch, mesh):
+  """This process's rows of the global batch -> one global array sharded over data axes."""
+  target = sharding.batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(target, np.asarray(v))
+          for k, v in batch.items()}
+
+
+def evaluate(trainer, params, batches):
+  """Mean loss (and aux metrics) over an iterable of batches."""
+  totals = None
+  with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    for batch in batches:
+      sums = trainer.eval_step(params, device_batch(batch, trainer.mesh))
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  if totals is None:
+    raise ValueError("the evaluation set yielded no batches; make it larger than one batch")
+  return step_lib.finish_eval(totals)
+
+
+def restore_or_init(cfg, trainer, checkpoints, train_data):
+  """The latest checkpoint in the workdir, or a freshly initialised state."""
+  latest = checkpoints.latest_step()
+  if latest is None:
+    return trainer.init_state(jax.random.PRNGKey(cfg.train.seed))
+  state, data_state = checkpoints.restore(latest, trainer.abstract_state)
+  if data_state is not None:
+    train_data.set_state(data_state)
+  metrics_lib.console(f"resumed from {checkpoints.directory} step {latest}")
+  return state
+
+
+def write_config(cfg, workdir):
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def train(cfg, workdir, task: Task):
+  """Trains to `cfg.train.steps`, resuming from `workdir` if it holds checkpoints.
+
+  Returns the summary dict also written to `workdir/summary.json`.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  trainer = build_trainer(cfg, task)
+  checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                     max_to_keep=cfg.train.get("keep_checkpoints", 3))
+  state = restore_or_init(cfg, trainer, checkpoints, task.train_data)
+  if is_main:
+    write_config(cfg, workdir)
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
+  peak = metrics_lib.peak_flops_per_device(cfg.get("peak_flops", 0.0))
+  first_step = int(state.step)
+  total = cfg.train.steps
+  eval_result = {}
+  window_start, window_tokens = time.perf_counter(), 0
+  run_start = time.perf_counter()
+  last_saved = checkpoints.latest_step()
+
+  try:
+    with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+      for step in range(first_step + 1, total + 1):
+        batch = device_batch(next(task.train_data), trainer.mesh)
+        state, metrics = trainer.train_step(state, batch)
+        loss = float(metrics["loss"])
+        if not np.isfinite(loss):
+          checkpoints.wait()
+          raise NonFiniteLossError(
+              f"loss is {loss} at step {step}; training stopped. The last good checkpoint "
+              f"is step {last_saved} in {checkpoints.directory} (rerun to resume from it). "
+              "Try a lower --config.train.lr, a smaller --config.train.grad_clip, or fp32.")
+        window_tokens += task.tokens_per_batch
+        if step % cfg.train.log_every == 0 or step == total:
+          elapsed = time.perf_counter() - window_start
+          tokens_per_sec = window_tokens / elapsed
+          record = {k: float(v) for k, v in metrics.items()}
+          record.update(lr=float(trainer.schedule(step - 1)), tokens_per_sec=tokens_per_sec,
+                        mfu=metrics_lib.mfu(tokens_per_sec, task.flops_per_token, peak,
+                                            jax.device_count()))
+          writer.write(step, record)
+          eta = (time.perf_counter() - run_start) / (step - first_step) * (total - step)
+          metrics_lib.console(
+              f"step {step}/{total}  loss {loss:.4f}  {tokens_per_sec:,.0f} tok/s  "
+              f"MFU {100 * record['mfu']:.1f}%  ETA {metrics_lib.format_duration(eta)}")
+          window_start, window_tokens = time.perf_counter(), 0
+        if task.eval_data and (step % cfg.train.eval_every == 0 or step == total):
+          eval_result = evaluate(trainer, state.params, task.eval_data())
+          writer.write(step, {f"eval_{k}": v for k, v in eval_result.items()})
+          metrics_lib.console(f"step {step}/{total}  eval loss {eval_result['loss']:.4f}")
+          window_start = time.perf_counter()
+        if step % cfg.train.checkpoint_every == 0 or step == total:
+          checkpoints.save(step, state, task.train_data.get_state())
+          last_saved = step
+  finally:
+    checkpoints.close()
+    writer.close()
+
+  summary = {"steps": total, "final_train_loss": _last_train_loss(workdir),
+             **{f"eval_{k}": v for k, v in eval_result.items()}}
+  if is_main:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+  return state, summary
+
+
+def _last_train_loss(workdir):
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return None
+  losses = [r["loss"] for r in metrics_lib.read_metrics(workdir) if "loss" in r]
+  return losses[-1] if losses else None
