@@ -44,7 +44,7 @@ def get_config(preset="tiny"):
       keep_checkpoints=3, seed=0))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sample = ml_collections.ConfigDict(dict(
-      prompt="the ", max_new_tokens=200, num_samples=4, temperature=0.8, top_k=0,
+      prompt="the ", max_new_tokens=100, num_samples=4, temperature=0.8, top_k=0,
       top_p=0.95, greedy=False, seed=0))
   c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
 

@@ -45,9 +45,24 @@ def make_mesh(data=-1, fsdp=1, tensor=1, devices=None):
 
 
 def logical_shardings(boxed_tree, mesh):
-  """NamedShardings for a tree of nn.Partitioned leaves (abstract or concrete)."""
+  """NamedShardings for a tree of nn.Partitioned leaves (abstract or concrete).
+
+  A dimension that its mesh axes do not divide (GPT-2's 50257-token vocabulary,
+  the byte tokenizer's 257) stays whole: jit refuses uneven shardings, and
+  replicating one dimension is better than refusing the mesh.
+  """
   specs = nn.get_partition_spec(boxed_tree)
-  return nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_RULES)
+  shardings = nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_RULES)
+  return jax.tree.map(lambda s, x: _divisible(s, x.shape), shardings, nn.unbox(boxed_tree))
+
+
+def _divisible(named, shape):
+  spec = tuple(named.spec) + (None,) * (len(shape) - len(named.spec))
+  fitted = []
+  for size, axes in zip(shape, spec):
+    names = axes if isinstance(axes, tuple) else () if axes is None else (axes,)
+    fitted.append(axes if size % math.prod(named.mesh.shape[a] for a in names) == 0 else None)
+  return NamedSharding(named.mesh, P(*fitted))
 
 
 def batch_sharding(mesh):

@@ -1,0 +1,127 @@
+"""Throughput of the jitted train step and of KV-cache decoding on the current backend.
+
+  python -m experiments.bench --what=train_step --config=configs/gpt2.py:tiny \
+      [--config.model.num_layers=6 ...] [--steps=20 --warmup=3]
+  python -m experiments.bench --what=decode --config=configs/gpt2.py:tiny \
+      --prompt_len=16 --new_tokens=256 --batch=1
+The model, optimizer and step come from the same builders as training
+(lineage.train.lm.build, lineage.train.loop.build_trainer, lineage.sample.Decoder),
+so a number here is what a run would get. Warm-up calls absorb compilation; the
+timed calls each end with block_until_ready, and medians resist the noise of a
+shared machine. The last stdout line is one JSON object, for scripts to parse.
+"""
+
+import json
+import statistics
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lineage import sample as sample_lib
+from lineage.models import gpt
+from lineage.train import lm, loop, sharding
+from lineage.train import metrics as metrics_lib
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "configs/gpt2.py:PRESET", lock_config=True)
+flags.DEFINE_enum("what", "train_step", ["train_step", "decode"], "What to measure.")
+flags.DEFINE_integer("steps", 20, "Timed repetitions (train steps, or generate calls).")
+flags.DEFINE_integer("warmup", 3, "Untimed repetitions first (compilation, caches).")
+flags.DEFINE_integer("prompt_len", 16, "decode: random prompt tokens per sequence.")
+flags.DEFINE_integer("new_tokens", 256, "decode: tokens generated per sequence.")
+flags.DEFINE_integer("batch", 1, "decode: sequences generated together.")
+flags.DEFINE_integer("seed", 0, "Seed of the random tokens and parameters.")
+
+
+def _timed(fn, steps, warmup):
+  """Seconds of each of `steps` calls fn(i) after `warmup` untimed ones."""
+  for i in range(warmup):
+    jax.block_until_ready(fn(i))
+  seconds = []
+  for i in range(warmup, warmup + steps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(i))
+    seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def random_batches(cfg, count, seed):
+  """`count` batches of uniformly random tokens, the shape training would feed."""
+  rng = np.random.default_rng(seed)
+  shape = (cfg.train.batch_size, cfg.data.seq_len + 1)
+  for _ in range(count):
+    tokens = rng.integers(0, cfg.model.vocab_size, shape, dtype=np.int32)
+    yield {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+
+
+def bench_train_step(cfg, steps, warmup, seed=0):
+  """Tokens/s, step time and MFU of the full train step (forward, backward, AdamW)."""
+  task = lm.build(cfg).task
+  trainer = loop.build_trainer(cfg, task)
+  peak = metrics_lib.peak_flops_per_device(cfg.get("peak_flops", 0.0)) * jax.device_count()
+  with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    state = trainer.init_state(jax.random.PRNGKey(cfg.train.seed))
+    # A few distinct batches, on device before timing, so host-to-device copies are not timed.
+    batches = [loop.device_batch(b, trainer.mesh) for b in random_batches(cfg, 4, seed)]
+
+    def step(i):
+      nonlocal state
+      state, metrics = trainer.train_step(state, batches[i % len(batches)])
+      return state, metrics
+    seconds = statistics.median(_timed(step, steps, warmup))
+  tokens_per_sec = task.tokens_per_batch / seconds
+  model_flops = tokens_per_sec * task.flops_per_token
+  return {"what": "train_step", "tokens_per_sec": tokens_per_sec,
+          "mfu": model_flops / peak, "step_seconds_median": seconds,
+          "model_gflops_per_sec": model_flops / 1e9, "peak_gflops_per_sec": peak / 1e9,
+          "flops_per_token": task.flops_per_token, "tokens_per_step": task.tokens_per_batch,
+          "devices": jax.device_count(), "backend": jax.default_backend()}
+
+
+def bench_decode(cfg, prompt_len, new_tokens, batch, steps, warmup, seed=0):
+  """New tokens/s (summed over the batch) of greedy KV-cache generation with no stop tokens."""
+  model_cfg = lm.model_config(cfg)
+  dummy = jnp.zeros((1, prompt_len), jnp.int32)
+  init = lambda rng: nn.unbox(gpt.GPT(model_cfg).init(rng, dummy)["params"])
+  params = jax.jit(init)(jax.random.PRNGKey(seed))
+  decoder = sample_lib.Decoder(model_cfg, params, sample_lib.SamplingConfig(greedy=True))
+  rng = np.random.default_rng(seed)
+  prompts = rng.integers(0, model_cfg.vocab_size, (batch, prompt_len)).tolist()
+  # The bucket equals the prompt length, so exactly `prompt_len` tokens are prefilled.
+  generate = lambda i: decoder.generate(prompts, new_tokens, bucket=prompt_len)
+  generated = generate(0)
+  if any(len(c) != new_tokens for c in generated):
+    raise RuntimeError("a sequence stopped early; the benchmark expects no stop tokens")
+  seconds = statistics.median(_timed(generate, steps, warmup))
+  return {"what": "decode", "new_tokens_per_sec": batch * new_tokens / seconds,
+          "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
+          "generate_seconds_median": seconds, "backend": jax.default_backend()}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.set_verbosity(logging.WARNING)  # orbax logs every phase at INFO
+  cfg = FLAGS.config
+  if FLAGS.what == "train_step":
+    result = bench_train_step(cfg, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
+    print(f"{result['tokens_per_sec']:,.0f} tok/s, {result['step_seconds_median']:.3f} s/step, "
+          f"{result['model_gflops_per_sec']:.1f} model GFLOP/s of a "
+          f"{result['peak_gflops_per_sec']:.1f} GFLOP/s peak: MFU {100 * result['mfu']:.1f}%")
+  else:
+    result = bench_decode(cfg, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.batch, FLAGS.steps,
+                          FLAGS.warmup, FLAGS.seed)
+    print(f"{result['new_tokens_per_sec']:,.1f} new tok/s at batch {result['batch']}, "
+          f"{result['generate_seconds_median']:.3f} s per generate call")
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  sys.exit(app.run(main))

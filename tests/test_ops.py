@@ -1,0 +1,130 @@
+"""kernels.ops against a naive numpy loop over queries, the definition of attention."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kernels import ops
+
+
+def naive_attention(q, k, v, *, causal, segment_ids=None, local_window=None):
+  """One query at a time in float64: softmax over the keys it may see, zeros if none."""
+  q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
+  batch, length, heads, dim = q.shape
+  out = np.zeros_like(q)
+  for b in range(batch):
+    for i in range(length):
+      keys = [j for j in range(length)
+              if (not causal or j <= i)
+              and (local_window is None or abs(i - j) < local_window)
+              and (segment_ids is None or segment_ids[b, i] == segment_ids[b, j])]
+      if not keys:
+        continue
+      for h in range(heads):
+        scores = k[b, keys, h] @ q[b, i, h] / np.sqrt(dim)
+        weights = np.exp(scores - scores.max())
+        out[b, i, h] = weights / weights.sum() @ v[b, keys, h]
+  return out
+
+
+def random_qkv(shape, seed=0):
+  return [jax.random.normal(key, shape, jnp.float32)
+          for key in jax.random.split(jax.random.PRNGKey(seed), 3)]
+
+
+SHAPES = [(1, 1, 1, 8), (2, 7, 4, 8), (3, 16, 2, 16)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("local_window", [None, 1, 3])
+def test_xla_matches_naive(shape, causal, local_window):
+  q, k, v = random_qkv(shape)
+  got = ops.attention(q, k, v, causal=causal, local_window=local_window, implementation="xla")
+  want = naive_attention(q, k, v, causal=causal, local_window=local_window)
+  np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_segment_ids_keep_documents_apart(causal):
+  q, k, v = random_qkv((2, 12, 3, 8), seed=1)
+  segment_ids = np.array([[1] * 5 + [2] * 4 + [0] * 3, [1] * 2 + [2] * 2 + [3] * 8])
+  got = ops.attention(q, k, v, causal=causal, segment_ids=jnp.asarray(segment_ids),
+                      local_window=None if causal else 4, implementation="xla")
+  want = naive_attention(q, k, v, causal=causal, segment_ids=segment_ids,
+                         local_window=None if causal else 4)
+  np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_window_at_least_the_length_is_dense(causal):
+  q, k, v = random_qkv((2, 9, 2, 8), seed=2)
+  dense = ops.attention(q, k, v, causal=causal, implementation="xla")
+  for window in (9, 50):
+    np.testing.assert_array_equal(
+        ops.attention(q, k, v, causal=causal, local_window=window, implementation="xla"), dense)
+  narrower = ops.attention(q, k, v, causal=causal, local_window=8, implementation="xla")
+  assert np.abs(narrower - dense).max() > 1e-3
+
+
+def test_auto_on_cpu_is_xla():
+  q, k, v = random_qkv((2, 6, 2, 8), seed=3)
+  np.testing.assert_array_equal(ops.attention(q, k, v), ops.attention(q, k, v, implementation="xla"))
+
+
+def test_fully_masked_rows_give_zeros_and_finite_gradients():
+  q, k, v = random_qkv((2, 3, 2, 8), seed=4)
+  kv_valid = jnp.array([[True, True, False], [False, False, False]])
+  q_slots = jnp.broadcast_to(jnp.arange(3), (2, 3))
+
+  def attend(q, k, v):
+    return ops.cached_attention(q, k, v, q_slots=q_slots, kv_valid=kv_valid, implementation="xla")
+
+  out = attend(q, k, v)
+  np.testing.assert_array_equal(out[1], 0.0)
+  np.testing.assert_array_equal(out[0, 0] == 0.0, False)
+  grads = jax.grad(lambda *a: attend(*a).sum(), argnums=(0, 1, 2))(q, k, v)
+  assert all(np.isfinite(g).all() for g in grads)
+
+
+def test_unknown_implementation_names_the_valid_ones():
+  q, k, v = random_qkv((1, 4, 1, 8))
+  with pytest.raises(ValueError, match="auto, xla, cudnn"):
+    ops.attention(q, k, v, implementation="flash")
+  with pytest.raises(ValueError, match="auto, xla, cudnn"):
+    ops.cached_attention(q, k, v, q_slots=jnp.zeros((1, 4), jnp.int32),
+                         kv_valid=jnp.ones((1, 4), bool), implementation="flash")
+
+
+def test_cudnn_is_right_on_gpu_and_an_error_elsewhere():
+  q, k, v = (t.astype(jnp.bfloat16) for t in random_qkv((1, 8, 2, 16)))
+  if jax.default_backend() == "gpu":
+    got = ops.attention(q, k, v, local_window=3, implementation="cudnn")
+    np.testing.assert_allclose(got.astype(jnp.float32), naive_attention(q, k, v, causal=True,
+                                                                        local_window=3), atol=2e-2)
+  else:
+    with pytest.raises(RuntimeError, match="cuDNN"):
+      ops.attention(q, k, v, implementation="cudnn")
+
+
+def test_cudnn_refuses_segment_ids():
+  q, k, v = random_qkv((1, 4, 1, 8))
+  with pytest.raises(ValueError, match="segment_ids"):
+    ops.attention(q, k, v, segment_ids=jnp.ones((1, 4), jnp.int32), implementation="cudnn")
+
+
+@pytest.mark.parametrize("local_window", [None, 2])
+def test_cached_attention_equals_attention_on_the_filled_prefix(local_window):
+  batch, slots, filled, new = 2, 10, 7, 3
+  q, k, v = random_qkv((batch, slots, 2, 8), seed=5)
+  full = ops.attention(q[:, :filled], k[:, :filled], v[:, :filled], local_window=local_window,
+                       implementation="xla")
+  # Slots past the prefix hold garbage that kv_valid must hide.
+  k_cache, v_cache = k.at[:, filled:].set(50.0), v.at[:, filled:].set(1e3)
+  got = ops.cached_attention(
+      q[:, filled - new:filled], k_cache, v_cache,
+      q_slots=jnp.broadcast_to(jnp.arange(filled - new, filled), (batch, new)),
+      kv_valid=jnp.broadcast_to(jnp.arange(slots) < filled, (batch, slots)),
+      local_window=local_window, implementation="xla")
+  np.testing.assert_allclose(got, full[:, filled - new:], atol=1e-5)
