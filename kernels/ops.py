@@ -1,11 +1,13 @@
 """One entry point for attention, dispatching to an implementation by name.
 
 "xla" is the plain-jnp reference (always available); "cudnn" is cuDNN's fused
-kernel through `jax.nn.dot_product_attention` (GPU only); "auto" picks the
-fastest implementation that supports the requested masks on this backend.
+kernel through `jax.nn.dot_product_attention` (GPU only, half precision); "auto"
+picks the fastest implementation that supports the requested masks and dtype on
+this backend.
 """
 
 import jax
+import jax.numpy as jnp
 
 from kernels import reference
 
@@ -19,11 +21,13 @@ def _check_implementation(implementation):
         f"{', '.join(IMPLEMENTATIONS)} (e.g. --config.model.attention_impl=xla)")
 
 
-def _resolve(implementation, segment_ids):
+def _resolve(implementation, segment_ids, dtype):
   _check_implementation(implementation)
   if implementation != "auto":
     return implementation
-  if jax.default_backend() == "gpu" and segment_ids is None:
+  # cuDNN's fused kernel rejects float32 inputs, the default compute dtype.
+  if (jax.default_backend() == "gpu" and segment_ids is None
+      and dtype in (jnp.float16, jnp.bfloat16)):
     return "cudnn"
   return "xla"
 
@@ -36,7 +40,7 @@ def attention(q, k, v, *, causal=True, segment_ids=None, local_window=None,
   query see only the W most recent keys (itself included), as in GPT-3's
   banded layers.
   """
-  implementation = _resolve(implementation, segment_ids)
+  implementation = _resolve(implementation, segment_ids, q.dtype)
   if implementation == "cudnn":
     if segment_ids is not None:
       raise ValueError("the cudnn attention path does not take segment_ids; "

@@ -131,7 +131,7 @@ class Decoder:
     return [out[i, :lengths[i]].tolist() for i in range(len(prompts))]
 
   def stream(self, prompts, max_new_tokens, rng=None, bucket=16):
-    """Yields one array of new tokens [batch] per step until all stopped or the budget ends."""
+    """Yields new tokens [batch] per step, -1 once stopped (stop tokens too, as in generate)."""
     (tokens, segment_ids, positions), slots = self._pad(prompts, max_new_tokens, bucket)
     rng = jax.random.PRNGKey(0) if rng is None else rng
     logits, cache, last = self.prefill(self.params, tokens, segment_ids, positions, slots)
@@ -139,7 +139,7 @@ class Decoder:
     for _ in range(max_new_tokens):
       rng, key = jax.random.split(rng)
       token, done_now, logits, cache, last = self.step(self.params, logits, cache, last, key, done)
-      yield np.where(np.asarray(done), -1, np.asarray(token))
+      yield np.where(np.asarray(done_now), -1, np.asarray(token))
       done = done_now
       if bool(done.all()):
         return

@@ -70,7 +70,21 @@ def test_window_at_least_the_length_is_dense(causal):
 
 def test_auto_on_cpu_is_xla():
   q, k, v = random_qkv((2, 6, 2, 8), seed=3)
-  np.testing.assert_array_equal(ops.attention(q, k, v), ops.attention(q, k, v, implementation="xla"))
+  xla = ops.attention(q, k, v, implementation="xla")
+  np.testing.assert_array_equal(ops.attention(q, k, v), xla)
+
+
+def test_auto_on_gpu_sends_only_half_precision_without_segments_to_cudnn(monkeypatch):
+  """cuDNN rejects float32 and segment ids, so auto must keep those on xla."""
+  monkeypatch.setattr(ops.jax, "default_backend", lambda: "gpu")
+  q, k, v = random_qkv((1, 8, 2, 16), seed=3)
+  xla = ops.attention(q, k, v, implementation="xla")
+  np.testing.assert_array_equal(ops.attention(q, k, v), xla)
+  segment_ids = jnp.ones((1, 8), jnp.int32)
+  np.testing.assert_array_equal(ops.attention(q, k, v, segment_ids=segment_ids), xla)
+  half = [t.astype(jnp.bfloat16) for t in (q, k, v)]
+  with pytest.raises(RuntimeError, match="cuDNN"):  # this CPU has no cuDNN to run it
+    ops.attention(*half)
 
 
 def test_fully_masked_rows_give_zeros_and_finite_gradients():
