@@ -193,6 +193,9 @@ def train(cfg, workdir, task: Task):
     checkpoints.close()
     writer.close()
 
+  if task.eval_data and first_step >= total:
+    # A rerun of a finished run trains nothing; evaluate so its summary keeps the eval results.
+    eval_result = evaluate(trainer, state.params, task.eval_data())
   summary = {"steps": total, "final_train_loss": _last_train_loss(workdir),
              **{f"eval_{k}": v for k, v in eval_result.items()}}
   if is_main:

@@ -1,0 +1,102 @@
+"""The gpt2 binary as a user meets it: bad input is a clear error that loses nothing, and a
+text file trains, samples and evaluates."""
+
+import hashlib
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SMALL = ["--config.model.num_layers=2", "--config.model.embed_dim=64",
+         "--config.model.mlp_dim=256", "--config.model.context=32", "--config.data.seq_len=32",
+         "--config.train.batch_size=8", "--config.data.num_docs=300"]
+
+
+def _run(workdir, *args):
+  """The binary on one CPU device, as a user runs it (conftest forces 8 for this process)."""
+  flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.gpt2", "--config=configs/gpt2.py:tiny",
+       f"--workdir={workdir}", *args],
+      cwd=REPO, env={**os.environ, "XLA_FLAGS": flags.strip()}, capture_output=True,
+      encoding="utf-8", errors="replace", timeout=600)
+
+
+def _check_ok(result):
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def _snapshot(directory):
+  return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(pathlib.Path(directory).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A workdir holding a finished run, which no bad command may change."""
+  workdir = tmp_path_factory.mktemp("trained")
+  _check_ok(_run(workdir, *SMALL, "--config.train.steps=2"))
+  snapshot = _snapshot(workdir)
+  assert any(name.startswith("checkpoints/2/") for name in snapshot)
+  return workdir, snapshot
+
+
+@pytest.fixture
+def bad_utf8_file(tmp_path):
+  path = tmp_path / "latin1.txt"
+  path.write_bytes("plain ascii, then caf".encode() + b"\xe9 au lait\n")
+  return path
+
+
+@pytest.mark.parametrize("args, messages", [
+    (["--config.train.stepz=3"], ["stepz", 'Did you mean "steps"']),
+    (["--config.train.steps=abc"], ["--config.train.steps=abc", "invalid literal for int()"]),
+    (["--config.mesh.data=3", "--config.mesh.fsdp=1"],
+     ["mesh data=3 x fsdp=1 x tensor=1 needs 3 devices, but 1 are present"]),
+], ids=["unknown_key", "wrong_type", "mesh_too_big"])
+def test_bad_flags_fail_clearly_and_lose_nothing(trained, args, messages):
+  workdir, snapshot = trained
+  result = _run(workdir, *SMALL, *args)
+  assert result.returncode != 0
+  for message in messages:
+    assert message in result.stderr, result.stderr[-3000:]
+  assert _snapshot(workdir) == snapshot
+
+
+def test_invalid_utf8_names_the_byte_offset_and_loses_nothing(trained, bad_utf8_file):
+  workdir, snapshot = trained
+  result = _run(workdir, *SMALL, "--config.data.name=text_file",
+                f"--config.data.path={bad_utf8_file}")
+  assert result.returncode != 0
+  assert f"{bad_utf8_file} is not valid UTF-8 at byte 21" in result.stderr, result.stderr[-3000:]
+  assert _snapshot(workdir) == snapshot
+
+
+def test_text_file_trains_then_samples_and_evaluates(tmp_path, shared_data):
+  data = ["--config.data.name=text_file",
+          f"--config.data.path={shared_data / 'tinyshakespeare' / 'input.txt'}", *SMALL]
+  _check_ok(_run(tmp_path, *data, "--config.train.steps=4", "--config.train.log_every=1"))
+  losses = [json.loads(line)["loss"]
+            for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+            if "\"loss\"" in line]
+  assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+
+  result = _run(tmp_path, *data, "--mode=sample", "--prompt=ROMEO:",
+                "--config.sample.num_samples=2", "--config.sample.max_new_tokens=24")
+  _check_ok(result)
+  samples = result.stdout.split("--- sample ")[1:]
+  assert [s.split(" ---\n")[0] for s in samples] == ["0", "1"]
+  texts = [s.split(" ---\n", 1)[1] for s in samples]
+  assert all(t.startswith("ROMEO:") for t in texts)
+  assert any(len(t.rstrip("\n")) > len("ROMEO:") for t in texts)
+
+  result = _run(tmp_path, *data, "--mode=eval")
+  _check_ok(result)
+  evaluation = json.loads((tmp_path / "eval.json").read_text())
+  assert math.isfinite(evaluation["loss"]) and 0 <= evaluation["accuracy"] <= 1
+  assert json.loads(result.stdout.strip().splitlines()[-1]) == {"eval": evaluation}
