@@ -96,7 +96,13 @@ def test_random_windows_per_process_rows_partition_the_global_batch():
   with pytest.raises(ValueError, match="not divisible"):
     lm_batches.RandomWindows(tokens, 8, 10, seed=0, process_count=3)
   with pytest.raises(ValueError, match="too few"):
-    lm_batches.RandomWindows(tokens[:9], 8, 2, seed=0)
+    lm_batches.RandomWindows(tokens[:8], 8, 2, seed=0)
+
+
+def test_random_windows_reach_the_last_token():
+  """A corpus of exactly one window is usable, and its final token is a target."""
+  batch = next(lm_batches.RandomWindows(np.arange(9, dtype=np.int32), 8, 4, seed=0))
+  np.testing.assert_array_equal(batch["targets"], np.tile(np.arange(1, 9), (4, 1)))
 
 
 def test_sequential_windows_cover_the_eval_tokens_in_order():

@@ -65,7 +65,7 @@ class RandomWindows:
   """
 
   def __init__(self, tokens, seq_len, batch_size, seed, process_index=0, process_count=1):
-    if len(tokens) <= seq_len + 1:
+    if len(tokens) < seq_len + 1:
       raise ValueError(f"the corpus has {len(tokens)} tokens, too few for windows of "
                        f"{seq_len}; use a larger corpus or a smaller --config.data.seq_len")
     if batch_size % process_count:
@@ -80,7 +80,7 @@ class RandomWindows:
 
   def __next__(self):
     rng = np.random.default_rng((self.seed, self.step))
-    offsets = rng.integers(0, len(self.tokens) - self.seq_len - 1, self.batch_size)[self._rows]
+    offsets = rng.integers(0, len(self.tokens) - self.seq_len, self.batch_size)[self._rows]
     self.step += 1
     windows = np.stack([self.tokens[o:o + self.seq_len + 1] for o in offsets])
     return {"inputs": windows[:, :-1], "targets": windows[:, 1:]}

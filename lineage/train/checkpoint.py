@@ -77,6 +77,13 @@ class Checkpoints:
         state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"]["data"]
 
+  def restore_partial(self, step, abstract_subtree):
+    """Restores only the leaves of `abstract_subtree` (e.g. {"params": ...}) of the state."""
+    args = ocp.args.PyTreeRestore(
+        item=abstract_subtree, partial_restore=True,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree))
+    return self._manager.restore(step, args=ocp.args.Composite(state=args))["state"]
+
   def wait(self):
     self._manager.wait_until_finished()
 

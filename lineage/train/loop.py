@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from lineage.train import checkpoint as ckpt_lib
+from lineage.train import init_from
 from lineage.train import metrics as metrics_lib
 from lineage.train import optim, sharding, step as step_lib
 
@@ -120,7 +121,10 @@ def restore_or_init(cfg, trainer, checkpoints, train_data):
   """The latest checkpoint in the workdir, or a freshly initialised state."""
   latest = checkpoints.latest_step()
   if latest is None:
-    return trainer.init_state(jax.random.PRNGKey(cfg.train.seed))
+    state = trainer.init_state(jax.random.PRNGKey(cfg.train.seed))
+    if cfg.get("init_from"):
+      state = state.replace(params=init_from.load_params(cfg.init_from, state.params))
+    return state
   state, data_state = checkpoints.restore(latest, trainer.abstract_state)
   if data_state is not None:
     train_data.set_state(data_state)
@@ -146,9 +150,9 @@ def train(cfg, workdir, task: Task):
   state = restore_or_init(cfg, trainer, checkpoints, task.train_data)
   if is_main:
     write_config(cfg, workdir)
-  writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
-  peak = metrics_lib.peak_flops_per_device(cfg.get("peak_flops", 0.0))
   first_step = int(state.step)
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_main, resume_step=first_step)
+  peak = metrics_lib.peak_flops_per_device(cfg.get("peak_flops", 0.0))
   total = cfg.train.steps
   eval_result = {}
   window_start, window_tokens = time.perf_counter(), 0

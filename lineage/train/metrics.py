@@ -59,14 +59,23 @@ def mfu(tokens_per_sec, flops_per_token, peak_per_device, num_devices):
 
 
 class MetricWriter:
-  """Writes metrics.jsonl and TensorBoard events under the workdir (process 0 only)."""
+  """Writes metrics.jsonl and TensorBoard events under the workdir (process 0 only).
 
-  def __init__(self, workdir, enabled=True):
+  On resume from step `resume_step`, records logged after that step by the
+  interrupted run are dropped, since the resumed run logs those steps again.
+  """
+
+  def __init__(self, workdir, enabled=True, resume_step=0):
     self.enabled = enabled
     if not enabled:
       return
     from tensorboardX import SummaryWriter  # imported here: only the writing process needs it
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(path):
+      kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+      with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+    self._jsonl = open(path, "a")
     self._tb = SummaryWriter(os.path.join(workdir, "tb"))
 
   def write(self, step, metrics):
