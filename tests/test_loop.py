@@ -91,6 +91,9 @@ def test_killed_run_resumes_bit_for_bit(tmp_path):
   result = _run(resumed, *overrides)
   _check_ok(result)
   assert "resumed from" in result.stdout
+  train_steps = [json.loads(line)["step"] for line in
+                 (resumed / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+  assert train_steps == list(range(1, 21)), "each step is logged once after resume"
   expected, actual = _restore(reference, 20), _restore(resumed, 20)
   assert [path for path, _ in actual] == [path for path, _ in expected]
   for (path, a), (_, b) in zip(actual, expected):
