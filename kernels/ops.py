@@ -57,6 +57,7 @@ def cached_attention(q, k_cache, v_cache, *, q_slots, kv_valid, local_window=Non
   """Attention of new queries over a KV cache, used for prefill and decoding.
 
   q [batch, new, heads, head_dim] sits at cache slots q_slots [batch, new];
+  k_cache and v_cache are [batch, heads, slots, head_dim] (heads first: see gpt.init_cache);
   kv_valid [batch, slots] marks the filled, non-padding slots.
   """
   _check_implementation(implementation)

@@ -32,14 +32,14 @@ def attention_mask(q_pos, kv_pos, *, causal, q_segment_ids=None, kv_segment_ids=
   return allowed
 
 
-def masked_attention(q, k, v, mask):
-  """softmax(q k^T / sqrt(d) + mask) v with fp32 softmax; q [b, t, h, d], k/v [b, s, h, d]."""
+def masked_attention(q, k, v, mask, kv_layout="bshd"):
+  """softmax(q k^T / sqrt(d) + mask) v with fp32 softmax; q [b, t, h, d], k/v in `kv_layout`."""
   scale = q.shape[-1] ** -0.5
-  scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32) * scale
+  scores = jnp.einsum(f"bthd,{kv_layout}->bhts", q, k, preferred_element_type=jnp.float32) * scale
   scores = jnp.where(mask[:, None, :, :], scores, _MASKED)
   weights = jax.nn.softmax(scores, axis=-1)
   weights = jnp.where(mask[:, None, :, :], weights, 0.0)  # rows with no key give 0, not uniform
-  return jnp.einsum("bhts,bshd->bthd", weights.astype(v.dtype), v)
+  return jnp.einsum(f"bhts,{kv_layout}->bthd", weights.astype(v.dtype), v)
 
 
 def attention_reference(q, k, v, *, causal=True, segment_ids=None, local_window=None):
@@ -52,9 +52,12 @@ def attention_reference(q, k, v, *, causal=True, segment_ids=None, local_window=
 
 
 def cached_attention_reference(q, k_cache, v_cache, *, q_slots, kv_valid, local_window=None):
-  """Queries at cache slots `q_slots` [b, t] attend causally to the filled cache slots."""
-  batch, slots = k_cache.shape[0], k_cache.shape[1]
+  """Queries at cache slots `q_slots` [b, t] attend causally to the filled cache slots.
+
+  The cache is [b, h, slots, d], so the matmuls need no transpose of it per step.
+  """
+  batch, slots = k_cache.shape[0], k_cache.shape[2]
   kv_pos = jnp.broadcast_to(jnp.arange(slots), (batch, slots))
   mask = attention_mask(q_slots, kv_pos, causal=True, kv_valid=kv_valid,
                         local_window=local_window)
-  return masked_attention(q, k_cache, v_cache, mask)
+  return masked_attention(q, k_cache, v_cache, mask, kv_layout="bhsd")

@@ -93,7 +93,9 @@ def test_fully_masked_rows_give_zeros_and_finite_gradients():
   q_slots = jnp.broadcast_to(jnp.arange(3), (2, 3))
 
   def attend(q, k, v):
-    return ops.cached_attention(q, k, v, q_slots=q_slots, kv_valid=kv_valid, implementation="xla")
+    heads_first = lambda t: t.transpose(0, 2, 1, 3)
+    return ops.cached_attention(q, heads_first(k), heads_first(v), q_slots=q_slots,
+                                kv_valid=kv_valid, implementation="xla")
 
   out = attend(q, k, v)
   np.testing.assert_array_equal(out[1], 0.0)
@@ -135,7 +137,8 @@ def test_cached_attention_equals_attention_on_the_filled_prefix(local_window):
   full = ops.attention(q[:, :filled], k[:, :filled], v[:, :filled], local_window=local_window,
                        implementation="xla")
   # Slots past the prefix hold garbage that kv_valid must hide.
-  k_cache, v_cache = k.at[:, filled:].set(50.0), v.at[:, filled:].set(1e3)
+  k_cache, v_cache = (t.transpose(0, 2, 1, 3) for t in (k.at[:, filled:].set(50.0),
+                                                        v.at[:, filled:].set(1e3)))
   got = ops.cached_attention(
       q[:, filled - new:filled], k_cache, v_cache,
       q_slots=jnp.broadcast_to(jnp.arange(filled - new, filled), (batch, new)),

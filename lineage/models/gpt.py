@@ -130,8 +130,9 @@ class Attention(nn.Module):
       new_cache = None
     else:
       start = cache["index"]
-      k_all = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, start, 0, 0))
-      v_all = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, start, 0, 0))
+      heads_first = lambda t: t.transpose(0, 2, 1, 3).astype(cache["k"].dtype)
+      k_all = jax.lax.dynamic_update_slice(cache["k"], heads_first(k), (0, 0, start, 0))
+      v_all = jax.lax.dynamic_update_slice(cache["v"], heads_first(v), (0, 0, start, 0))
       q_slots = jnp.broadcast_to(start + jnp.arange(length), (batch, length))
       y = ops.cached_attention(q, k_all.astype(dtype), v_all.astype(dtype), q_slots=q_slots,
                                kv_valid=cache["valid"], local_window=window,
@@ -224,9 +225,14 @@ class GPT(nn.Module):
 
 
 def init_cache(cfg: GPTConfig, batch, slots, dtype=None):
-  """An empty KV cache with room for `slots` tokens per sequence."""
+  """An empty KV cache with room for `slots` tokens per sequence.
+
+  Keys and values are [batch, heads, slots, head_dim]: with heads before slots,
+  each decoding step's attention matmuls read the cache in place instead of
+  transposing all of it.
+  """
   dtype = jnp.dtype(dtype or cfg.dtype)
-  shape = (batch, slots, cfg.num_heads, cfg.head_dim)
+  shape = (batch, cfg.num_heads, slots, cfg.head_dim)
   layer = lambda: {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
   return {"layers": tuple(layer() for _ in range(cfg.num_layers)),
           "valid": jnp.zeros((batch, slots), bool), "index": jnp.zeros((), jnp.int32)}

@@ -30,7 +30,7 @@ PEAK_FLOPS = {
 
 
 @functools.cache
-def measured_matmul_flops(size=1024, repeats=5):
+def measured_matmul_flops(size=1024, repeats=30):
   """Best fp32 matmul FLOP/s of the default device, measured with jit."""
   a = jnp.ones((size, size), jnp.float32)
   matmul = jax.jit(lambda x: x @ x)
