@@ -1,0 +1,53 @@
+"""The datasets as TFDS builders writing ArrayRecord, and `load`, which prepares and opens one.
+
+`load("ptb", "test")` returns a random-access source (len, integer indexing, dicts
+whose Text fields are bytes) in the files' order. Configs go after a slash:
+`load("hh_rlhf/helpful-base", "test")`, `load("cbt/NE", "validation")`.
+"""
+
+import os
+import pathlib
+
+import tensorflow_datasets as tfds
+
+from lineage.data.builders import (cbt, enwik8, hh_rlhf, humaneval, lambada, lm1b, multi30k,
+                                   openwebtext, ptb, rte, self_instruct, sst_binary, story_cloze,
+                                   synthetic_text, text8, tiny_shakespeare, wikitext2,
+                                   wikitext103)
+
+BUILDERS = {cls.name: cls for cls in (
+    tiny_shakespeare.TinyShakespeare, ptb.Ptb, wikitext2.Wikitext2, wikitext103.Wikitext103,
+    lambada.Lambada, cbt.Cbt, enwik8.Enwik8, text8.Text8, lm1b.Lm1b, openwebtext.Openwebtext,
+    synthetic_text.SyntheticText, sst_binary.SstBinary, story_cloze.StoryCloze, rte.Rte,
+    multi30k.Multi30k, humaneval.Humaneval, self_instruct.SelfInstruct, hh_rlhf.HhRlhf)}
+
+# Language-model corpora: records hold exactly one feature, "text".
+TEXT_DATASETS = ("tiny_shakespeare", "ptb", "wikitext2", "wikitext103", "lambada", "text8",
+                 "lm1b", "openwebtext", "synthetic_text")
+
+
+def builder(name, *, data_dir=None):
+  """The builder for `name` ("dataset" or "dataset/config"), writing ArrayRecord."""
+  dataset, _, config = name.partition("/")
+  if dataset not in BUILDERS:
+    raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(BUILDERS))}")
+  data_dir = data_dir or os.environ.get("LINEAGE_DATA_DIR") or (
+      pathlib.Path.home() / ".cache" / "lineage" / "tfds")
+  return BUILDERS[dataset](data_dir=os.fspath(data_dir), config=config or None,
+                           file_format="array_record")
+
+
+def load(name, split, *, data_dir=None, manual_dir=None):
+  """The random-access source of one split, preparing the dataset first if needed.
+
+  data_dir defaults to $LINEAGE_DATA_DIR, else ~/.cache/lineage/tfds; manual_dir to
+  $LINEAGE_MANUAL_DIR/<dataset's manual name>, else <data_dir>/manual/<same>.
+  """
+  b = builder(name, data_dir=data_dir)
+  if manual_dir is None:
+    root = os.environ.get("LINEAGE_MANUAL_DIR") or os.path.join(b.data_dir_root, "manual")
+    manual_dir = os.path.join(root, b.manual_name())
+  if not b.is_prepared():
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+                           file_format="array_record")
+  return b.as_data_source(split=split)
