@@ -34,9 +34,13 @@ def get_config(preset="tiny"):
   c.init_from = ""
   c.peak_flops = 0.0  # 0: known accelerator table, or a measured matmul rate on CPU
 
+  # name: a TFDS text dataset of lineage.data.builders (TEXT_DATASETS) or text_file (+ path).
+  # tokenizer: byte | gpt2 (files in vocab_dir or $LINEAGE_MANUAL_DIR/gpt2_bpe) | bpe (trained
+  # on the training split with bpe_vocab_size tokens, kept in the workdir).
   c.data = ml_collections.ConfigDict(dict(
-      name="synthetic_text", tokenizer="byte", path="", seq_len=128, num_docs=6000, seed=0,
-      eval_fraction=0.05))
+      name="synthetic_text", tokenizer="byte", seq_len=128, train_split="train",
+      eval_split="validation", worker_count=0, data_dir="", manual_dir="", vocab_dir="",
+      bpe_vocab_size=8192, num_docs=6000, seed=0, path="", eval_fraction=0.05))
   c.train = ml_collections.ConfigDict(dict(
       steps=300, batch_size=16, micro_batches=1, lr=3e-3, warmup_steps=30,
       schedule="cosine", min_lr_ratio=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,

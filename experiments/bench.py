@@ -4,6 +4,8 @@
       [--config.model.num_layers=6 ...] [--steps=20 --warmup=3]
   python -m experiments.bench --what=decode --config=configs/gpt2.py:tiny \
       --prompt_len=16 --new_tokens=256 --batch=1
+  python -m experiments.bench --what=data --config=configs/gpt2.py:tiny \
+      --config.data.name=ptb --config.data.tokenizer=gpt2 --config.model.vocab_size=50304
 The model, optimizer and step come from the same builders as training
 (lineage.train.lm.build, lineage.train.loop.build_trainer, lineage.sample.Decoder),
 so a number here is what a run would get. Warm-up calls absorb compilation; the
@@ -30,7 +32,7 @@ from lineage.train import metrics as metrics_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "configs/gpt2.py:PRESET", lock_config=True)
-flags.DEFINE_enum("what", "train_step", ["train_step", "decode"], "What to measure.")
+flags.DEFINE_enum("what", "train_step", ["train_step", "decode", "data"], "What to measure.")
 flags.DEFINE_integer("steps", 20, "Timed repetitions (train steps, or generate calls).")
 flags.DEFINE_integer("warmup", 3, "Untimed repetitions first (compilation, caches).")
 flags.DEFINE_integer("prompt_len", 16, "decode: random prompt tokens per sequence.")
@@ -104,6 +106,16 @@ def bench_decode(cfg, prompt_len, new_tokens, batch, steps, warmup, seed=0):
           "generate_seconds_median": seconds, "backend": jax.default_backend()}
 
 
+def bench_data(cfg, steps, warmup):
+  """Tokens/s the training input pipeline delivers (tokenize, pack, batch) for the config."""
+  train_data = lm.build(cfg).task.train_data
+  seconds = _timed(lambda i: next(train_data), steps, warmup)
+  tokens = cfg.train.batch_size * cfg.data.seq_len
+  return {"what": "data", "tokens_per_sec": tokens / statistics.median(seconds),
+          "batch_seconds_median": statistics.median(seconds), "dataset": cfg.data.name,
+          "tokenizer": cfg.data.tokenizer, "worker_count": cfg.data.worker_count}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -114,6 +126,10 @@ def main(argv):
     print(f"{result['tokens_per_sec']:,.0f} tok/s, {result['step_seconds_median']:.3f} s/step, "
           f"{result['model_gflops_per_sec']:.1f} model GFLOP/s of a "
           f"{result['peak_gflops_per_sec']:.1f} GFLOP/s peak: MFU {100 * result['mfu']:.1f}%")
+  elif FLAGS.what == "data":
+    result = bench_data(cfg, FLAGS.steps, FLAGS.warmup)
+    print(f"{result['tokens_per_sec']:,.0f} tok/s from the {cfg.data.name} pipeline "
+          f"({cfg.data.tokenizer} tokenizer, {cfg.data.worker_count} workers)")
   else:
     result = bench_decode(cfg, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.batch, FLAGS.steps,
                           FLAGS.warmup, FLAGS.seed)

@@ -24,7 +24,7 @@ distributed.define_flags()
 
 
 def run_sample(cfg, workdir):
-  parts = lm.build(cfg)
+  parts = lm.build(cfg, workdir)
   params = lm.restore_params(cfg, workdir, parts)
   prompt = FLAGS.prompt if FLAGS.prompt is not None else cfg.sample.prompt
   for i, text in enumerate(lm.sample_texts(cfg, parts, params, [prompt] * cfg.sample.num_samples)):
@@ -32,7 +32,7 @@ def run_sample(cfg, workdir):
 
 
 def run_eval(cfg, workdir):
-  parts = lm.build(cfg)
+  parts = lm.build(cfg, workdir)
   params = lm.restore_params(cfg, workdir, parts)
   result = loop.evaluate(loop.build_trainer(cfg, parts.task), params, parts.task.eval_data())
   print(json.dumps({"eval": result}))
@@ -47,7 +47,7 @@ def main(argv):
   distributed.initialize_from_flags()
   cfg, workdir = FLAGS.config, FLAGS.workdir
   if FLAGS.mode == "train":
-    loop.train(cfg, workdir, lm.build(cfg).task)
+    loop.train(cfg, workdir, lm.build(cfg, workdir).task)
   elif FLAGS.mode == "eval":
     run_eval(cfg, workdir)
   else:

@@ -20,7 +20,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from lineage.data import lm_batches  # noqa: E402
 from lineage.train import lm, loop  # noqa: E402
 from lineage.train import metrics as metrics_lib  # noqa: E402
 
@@ -49,8 +48,9 @@ def gpt2_section(workdir):
   cfg = FLAGS.gpt2_config
   run_dir = os.path.join(workdir, "gpt2")
   shutil.rmtree(run_dir, ignore_errors=True)
-  parts = lm.build(cfg)
-  unigram = lm_batches.unigram_entropy(parts.train_tokens)
+  os.makedirs(run_dir)
+  parts = lm.build(cfg, run_dir)
+  unigram = lm.train_unigram_entropy(parts)
   start = time.perf_counter()
   state, summary = loop.train(cfg, run_dir, parts.task)
   seconds = time.perf_counter() - start

@@ -9,6 +9,11 @@ import pathlib
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 
+import tempfile  # noqa: E402
+
+# Prepared TFDS datasets go to one scratch directory per session (subprocesses inherit it).
+os.environ.setdefault("LINEAGE_DATA_DIR", tempfile.mkdtemp(prefix="lineage_tfds_"))
+
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 

@@ -39,3 +39,9 @@ def test_decode_reports_positive_throughput(batch):
   assert result["what"] == "decode"
   assert result["batch"] == batch and result["new_tokens"] == 7
   assert result["new_tokens_per_sec"] > 0 and result["generate_seconds_median"] > 0
+
+
+def test_data_reports_pipeline_throughput():
+  result = _run_bench("--what=data", "--config.data.num_docs=200")
+  assert result["what"] == "data" and result["dataset"] == "synthetic_text"
+  assert result["tokens_per_sec"] > 0 and result["batch_seconds_median"] > 0

@@ -1,6 +1,5 @@
 """Tokenizer round trips, the synthetic corpus's structure, and resumable, sharded batches."""
 
-import ml_collections
 import numpy as np
 import pytest
 
@@ -133,18 +132,8 @@ def test_read_text_file_names_the_offset_of_invalid_utf8(tmp_path):
     lm_batches.read_text_file(tmp_path / "missing.txt")
 
 
-def test_load_corpus_splits_synthetic_text(tmp_path):
-  cfg = ml_collections.ConfigDict({"name": "synthetic_text", "tokenizer": "byte", "num_docs": 50,
-                                   "seed": 0, "eval_fraction": 0.1, "path": ""})
-  train, evaluation, tok = lm_batches.load_corpus(cfg)
-  whole = lm_batches.tokenize_documents(synthetic.synthetic_documents(50, 0), tok)
-  np.testing.assert_array_equal(np.concatenate([train, evaluation]), whole)
-  assert len(evaluation) == len(whole) - int(len(whole) * 0.9)
-  path = tmp_path / "corpus.txt"
-  path.write_text("to be or not to be")
-  cfg.update(name="text_file", path=str(path))
-  train, evaluation, _ = lm_batches.load_corpus(cfg)
-  assert tok.decode(np.concatenate([train, evaluation]).tolist()) == "to be or not to be"
-  cfg.tokenizer = "gpt2"
-  with pytest.raises(ValueError, match="tokenizer"):
-    lm_batches.load_corpus(cfg)
+def test_split_tokens_holds_out_the_end():
+  tokens = np.arange(100)
+  train, evaluation = lm_batches.split_tokens(tokens, 0.1)
+  np.testing.assert_array_equal(train, tokens[:90])
+  np.testing.assert_array_equal(evaluation, tokens[90:])

@@ -100,3 +100,25 @@ def test_text_file_trains_then_samples_and_evaluates(tmp_path, shared_data):
   evaluation = json.loads((tmp_path / "eval.json").read_text())
   assert math.isfinite(evaluation["loss"]) and 0 <= evaluation["accuracy"] <= 1
   assert json.loads(result.stdout.strip().splitlines()[-1]) == {"eval": evaluation}
+
+
+def test_real_dataset_with_gpt2_bpe_trains_and_evaluates(tmp_path, shared_data):
+  """PTB from ../shared/data through its TFDS builder, GPT-2's BPE and the grain pipeline."""
+  data = ["--config.data.name=ptb", "--config.data.tokenizer=gpt2",
+          f"--config.data.vocab_dir={shared_data / 'gpt2_bpe'}",
+          f"--config.data.manual_dir={shared_data / 'ptb'}", "--config.model.vocab_size=50257",
+          "--config.train.eval_batches=2"]
+  _check_ok(_run(tmp_path, *SMALL, *data, "--config.train.steps=3", "--config.train.log_every=1"))
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  losses = [r["loss"] for r in records if "loss" in r]
+  assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+  assert losses[0] == pytest.approx(math.log(50257), rel=0.05)  # an untrained model is uniform
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert math.isfinite(summary["eval_loss"])
+
+
+def test_unknown_dataset_lists_the_choices(tmp_path):
+  result = _run(tmp_path, *SMALL, "--config.data.name=wikitext", "--config.train.steps=1")
+  assert result.returncode != 0
+  assert "unknown language-model dataset 'wikitext'" in result.stderr
+  assert "wikitext2" in result.stderr

@@ -16,7 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import gpt2 as gpt2_config
-from lineage.data import lm_batches
+from lineage.train import lm
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # A 2-layer model on a short corpus: a step takes milliseconds, start-up dominates.
@@ -143,8 +143,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_tiny_preset_learns_far_below_the_unigram_entropy(tiny_run):
-  train_tokens, _, _ = lm_batches.load_corpus(gpt2_config.get_config("tiny").data)
-  entropy = lm_batches.unigram_entropy(train_tokens)
+  entropy = lm.train_unigram_entropy(lm.build(gpt2_config.get_config("tiny")))
   summary = json.loads((tiny_run / "summary.json").read_text())
   assert summary["steps"] == 300
   assert summary["eval_loss"] < 0.5 * entropy, (summary, entropy)

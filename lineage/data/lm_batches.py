@@ -1,18 +1,15 @@
-"""Fixed-length language-model batches drawn from one long token stream.
+"""Fixed-length language-model batches drawn from one long token stream (`text_file` runs).
 
-This is the simple, exact source of batches for the core: each training batch
-is a pure function of (seed, step), so the iterator state is just the step
-count and a resumed run sees exactly the batches an uninterrupted run would.
-Windows may cross document boundaries, separated by the end-of-text token
-(GPT-2's convention); packing with segment ids comes with the grain pipeline.
+A single text file is one document, so packing has nothing to do; instead each
+training batch is a set of random windows that is a pure function of (seed,
+step): the iterator state is just the step count, and a resumed run sees
+exactly the batches an uninterrupted run would. Named datasets go through the
+grain pipeline (lineage.data.pipeline) instead.
 """
 
 import math
 
 import numpy as np
-
-from lineage.data import synthetic
-from lineage.data.tokenizers import ByteTokenizer
 
 
 def tokenize_documents(docs, tokenizer):
@@ -38,23 +35,10 @@ def read_text_file(path):
                      "with e.g. `iconv -f latin1 -t utf-8` first") from None
 
 
-def load_corpus(data_cfg):
-  """(train_tokens, eval_tokens, tokenizer) for the configured dataset."""
-  if data_cfg.tokenizer != "byte":
-    raise ValueError(f"tokenizer {data_cfg.tokenizer!r} is not available in this data source; "
-                     "use --config.data.tokenizer=byte")
-  tokenizer = ByteTokenizer()
-  if data_cfg.name == "synthetic_text":
-    docs = synthetic.synthetic_documents(data_cfg.num_docs, data_cfg.seed)
-    tokens = tokenize_documents(docs, tokenizer)
-  elif data_cfg.name == "text_file":
-    if not data_cfg.path:
-      raise ValueError("data.name=text_file needs --config.data.path=FILE")
-    tokens = tokenize_documents([read_text_file(data_cfg.path)], tokenizer)
-  else:
-    raise ValueError(f"unknown dataset {data_cfg.name!r}; choose synthetic_text or text_file")
-  split = int(len(tokens) * (1 - data_cfg.eval_fraction))
-  return tokens[:split], tokens[split:], tokenizer
+def split_tokens(tokens, eval_fraction):
+  """(train, eval): the last `eval_fraction` of the stream is held out."""
+  split = int(len(tokens) * (1 - eval_fraction))
+  return tokens[:split], tokens[split:]
 
 
 class RandomWindows:

@@ -9,7 +9,8 @@ import numpy as np
 import optax
 
 from lineage import sample as sample_lib
-from lineage.data import lm_batches
+from lineage.data import builders, lm_batches, pipeline, tokenizers
+from lineage.data.builders import synthetic_text
 from lineage.models import gpt
 from lineage.train import checkpoint as ckpt_lib
 from lineage.train import loop
@@ -35,42 +36,101 @@ def lm_loss_fn(model):
 
 @dataclasses.dataclass
 class LMParts:
-  """A configured language model with its data, ready for the loop or the sampler."""
+  """A configured language model with its data, ready for the loop or the sampler.
+
+  train_source / eval_source are the TFDS sources of a named dataset; for
+  `text_file` they are None and train_tokens / eval_tokens hold the file's tokens.
+  """
   model_cfg: gpt.GPTConfig
   model: gpt.GPT
   tokenizer: object
   task: loop.Task
-  train_tokens: np.ndarray
-  eval_tokens: np.ndarray
+  train_source: object = None
+  eval_source: object = None
+  train_tokens: np.ndarray = None
+  eval_tokens: np.ndarray = None
 
 
 def model_config(cfg) -> gpt.GPTConfig:
   return gpt.GPTConfig(**cfg.model.to_dict())
 
 
-def build(cfg) -> LMParts:
-  """Model, tokenizer, data and loop Task for a GPT config (configs/gpt2.py)."""
+def _sources(data_cfg):
+  """(train, eval) random-access sources of a TFDS text dataset."""
+  if data_cfg.name not in builders.TEXT_DATASETS:
+    raise ValueError(f"unknown language-model dataset {data_cfg.name!r}; choose text_file or "
+                     f"one of {', '.join(builders.TEXT_DATASETS)}")
+  config = (synthetic_text.config(data_cfg.num_docs, data_cfg.seed)
+            if data_cfg.name == "synthetic_text" else None)
+  load = lambda split: builders.load(data_cfg.name, split, config=config,
+                                     data_dir=data_cfg.data_dir or None,
+                                     manual_dir=data_cfg.manual_dir or None)
+  return load(data_cfg.train_split), load(data_cfg.eval_split)
+
+
+def _texts(source, limit=None):
+  for i in range(len(source) if limit is None else min(limit, len(source))):
+    yield source[i]["text"].decode("utf-8", errors="replace")
+
+
+def build(cfg, workdir=None) -> LMParts:
+  """Model, tokenizer, data and loop Task for a GPT config (configs/gpt2.py).
+
+  `workdir` holds a trained BPE tokenizer (data.tokenizer=bpe) across resumes.
+  """
+  data = cfg.data
   model_cfg = model_config(cfg)
   model = gpt.GPT(model_cfg)
-  train_tokens, eval_tokens, tokenizer = lm_batches.load_corpus(cfg.data)
+  if data.name == "text_file":
+    text = lm_batches.read_text_file(data.path) if data.path else None
+    if text is None:
+      raise ValueError("data.name=text_file needs --config.data.path=FILE")
+    train_source = eval_source = None
+    texts = [text]
+  else:
+    train_source, eval_source = _sources(data)
+    texts = _texts(train_source)
+  tokenizer = tokenizers.make_tokenizer(data.tokenizer, vocab_dir=data.vocab_dir or None,
+                                        workdir=workdir, train_texts=texts,
+                                        vocab_size=data.bpe_vocab_size)
   if tokenizer.vocab_size > model_cfg.vocab_size:
-    raise ValueError(f"the {cfg.data.tokenizer} tokenizer has {tokenizer.vocab_size} tokens but "
+    raise ValueError(f"the {data.tokenizer} tokenizer has {tokenizer.vocab_size} tokens but "
                      f"model.vocab_size is {model_cfg.vocab_size}; raise --config.model.vocab_size")
-  if cfg.data.seq_len > model_cfg.context:
-    raise ValueError(f"data.seq_len={cfg.data.seq_len} exceeds model.context={model_cfg.context}")
-  seq_len, batch_size = cfg.data.seq_len, cfg.train.batch_size
+  if data.seq_len > model_cfg.context:
+    raise ValueError(f"data.seq_len={data.seq_len} exceeds model.context={model_cfg.context}")
+  seq_len, batch_size = data.seq_len, cfg.train.batch_size
   process = dict(process_index=jax.process_index(), process_count=jax.process_count())
-  train_data = lm_batches.RandomWindows(train_tokens, seq_len, batch_size, cfg.train.seed,
-                                        **process)
-  eval_data = lambda: lm_batches.sequential_windows(eval_tokens, seq_len, batch_size,
-                                                    cfg.train.eval_batches, **process)
+  parts = LMParts(model_cfg, model, tokenizer, None, train_source, eval_source)
+  if train_source is None:
+    parts.train_tokens, parts.eval_tokens = lm_batches.split_tokens(
+        lm_batches.tokenize_documents([text], tokenizer), data.eval_fraction)
+    train_data = lm_batches.RandomWindows(parts.train_tokens, seq_len, batch_size,
+                                          cfg.train.seed, **process)
+    eval_data = lambda: lm_batches.sequential_windows(parts.eval_tokens, seq_len, batch_size,
+                                                      cfg.train.eval_batches, **process)
+  else:
+    train_data = pipeline.lm_pipeline(train_source, tokenizer, seq_len=seq_len,
+                                      batch_size=batch_size, seed=cfg.train.seed,
+                                      worker_count=data.worker_count, **process)
+    eval_data = lambda: pipeline.lm_eval_batches(eval_source, tokenizer, seq_len=seq_len,
+                                                 batch_size=batch_size,
+                                                 max_batches=cfg.train.eval_batches, **process)
   dummy = jnp.zeros((1, seq_len), jnp.int32)
   init_params = lambda rng: model.init(rng, dummy)["params"]
   abstract = jax.eval_shape(init_params, jax.random.PRNGKey(0))
-  task = loop.Task(init_params=init_params, loss_fn=lm_loss_fn(model), train_data=train_data,
-                   eval_data=eval_data, flops_per_token=gpt.flops_per_token(model_cfg, abstract),
-                   tokens_per_batch=seq_len * batch_size, model_dim=model_cfg.embed_dim)
-  return LMParts(model_cfg, model, tokenizer, task, train_tokens, eval_tokens)
+  parts.task = loop.Task(init_params=init_params, loss_fn=lm_loss_fn(model),
+                         train_data=train_data, eval_data=eval_data,
+                         flops_per_token=gpt.flops_per_token(model_cfg, abstract),
+                         tokens_per_batch=seq_len * batch_size, model_dim=model_cfg.embed_dim)
+  return parts
+
+
+def train_unigram_entropy(parts: LMParts, max_records=20_000):
+  """Unigram entropy (nats/token) of the training data: the best context-free model's loss."""
+  if parts.train_tokens is not None:
+    return lm_batches.unigram_entropy(parts.train_tokens)
+  docs = list(_texts(parts.train_source, max_records))
+  return lm_batches.unigram_entropy(lm_batches.tokenize_documents(docs, parts.tokenizer))
 
 
 def restore_params(cfg, workdir, parts: LMParts):

@@ -26,24 +26,31 @@ TEXT_DATASETS = ("tiny_shakespeare", "ptb", "wikitext2", "wikitext103", "lambada
                  "lm1b", "openwebtext", "synthetic_text")
 
 
-def builder(name, *, data_dir=None):
-  """The builder for `name` ("dataset" or "dataset/config"), writing ArrayRecord."""
-  dataset, _, config = name.partition("/")
+def builder(name, *, data_dir=None, config=None):
+  """The builder for `name` ("dataset" or "dataset/config"), writing ArrayRecord.
+
+  `config` (a BuilderConfig) selects a config that is not predefined, such as a
+  synthetic_text corpus of another size.
+  """
+  dataset, _, config_name = name.partition("/")
   if dataset not in BUILDERS:
     raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(BUILDERS))}")
   data_dir = data_dir or os.environ.get("LINEAGE_DATA_DIR") or (
       pathlib.Path.home() / ".cache" / "lineage" / "tfds")
-  return BUILDERS[dataset](data_dir=os.fspath(data_dir), config=config or None,
+  predefined = {c.name for c in BUILDERS[dataset].BUILDER_CONFIGS}
+  if config is not None and config.name in predefined:
+    config = config.name  # TFDS refuses a custom config named like a predefined one
+  return BUILDERS[dataset](data_dir=os.fspath(data_dir), config=config or config_name or None,
                            file_format="array_record")
 
 
-def load(name, split, *, data_dir=None, manual_dir=None):
+def load(name, split, *, data_dir=None, manual_dir=None, config=None):
   """The random-access source of one split, preparing the dataset first if needed.
 
   data_dir defaults to $LINEAGE_DATA_DIR, else ~/.cache/lineage/tfds; manual_dir to
   $LINEAGE_MANUAL_DIR/<dataset's manual name>, else <data_dir>/manual/<same>.
   """
-  b = builder(name, data_dir=data_dir)
+  b = builder(name, data_dir=data_dir, config=config)
   if manual_dir is None:
     root = os.environ.get("LINEAGE_MANUAL_DIR") or os.path.join(b.data_dir_root, "manual")
     manual_dir = os.path.join(root, b.manual_name())
