@@ -34,11 +34,13 @@ def get_config(preset="tiny"):
   c.init_from = ""
   c.peak_flops = 0.0  # 0: known accelerator table, or a measured matmul rate on CPU
 
-  # name: a TFDS text dataset of lineage.data.builders (TEXT_DATASETS) or text_file (+ path).
+  # name: a TFDS dataset of lineage.data.builders (TEXT_DATASETS hold their documents under
+  # text_key "text"; others name their field, e.g. sst_binary with text_key=sentence), or
+  # text_file (+ path).
   # tokenizer: byte | gpt2 (files in vocab_dir or $LINEAGE_MANUAL_DIR/gpt2_bpe) | bpe (trained
   # on the training split with bpe_vocab_size tokens, kept in the workdir).
   c.data = ml_collections.ConfigDict(dict(
-      name="synthetic_text", tokenizer="byte", seq_len=128, train_split="train",
+      name="synthetic_text", text_key="text", tokenizer="byte", seq_len=128, train_split="train",
       eval_split="validation", worker_count=0, data_dir="", manual_dir="", vocab_dir="",
       bpe_vocab_size=8192, num_docs=6000, seed=0, path="", eval_fraction=0.05))
   c.train = ml_collections.ConfigDict(dict(

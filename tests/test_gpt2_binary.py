@@ -122,3 +122,14 @@ def test_unknown_dataset_lists_the_choices(tmp_path):
   assert result.returncode != 0
   assert "unknown language-model dataset 'wikitext'" in result.stderr
   assert "wikitext2" in result.stderr
+
+
+def test_any_builder_trains_through_its_text_field(tmp_path, shared_data):
+  """SST sentences as LM documents (the sentiment milestone's pretraining text)."""
+  data = ["--config.data.name=sst_binary", f"--config.data.manual_dir={shared_data / 'sst_binary'}"]
+  result = _run(tmp_path / "wrong_field", *SMALL, *data, "--config.train.steps=1")
+  assert result.returncode != 0
+  assert "sst_binary records have no field 'text'" in result.stderr and "sentence" in result.stderr
+  _check_ok(_run(tmp_path / "run", *SMALL, *data, "--config.data.text_key=sentence",
+                 "--config.train.steps=2", "--config.train.eval_batches=1"))
+  assert math.isfinite(json.loads((tmp_path / "run" / "summary.json").read_text())["eval_loss"])

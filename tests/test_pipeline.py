@@ -187,3 +187,9 @@ def test_invalid_utf8_becomes_replacement_characters():
              {"text": "caf\u00e9".encode()}]
   texts = documents(one_epoch(records))
   assert texts == ["ok \ufffd\ufffd bad", "caf\u00e9", "caf\ufffd", "caf\u00e9"]
+
+
+def test_raw_byte_chunks_read_like_bytes():
+  """enwik8 stores uint8 chunks; they tokenize as the bytes they hold."""
+  records = [{"text": np.frombuffer("café".encode(), np.uint8)}, {"text": "café".encode()}]
+  assert documents(one_epoch(records)) == ["café", "café"]

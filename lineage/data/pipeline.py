@@ -52,6 +52,8 @@ class _Tokenize:
 
   def __call__(self, record):
     text = record[self.text_key]
+    if isinstance(text, np.ndarray):  # a uint8 chunk of raw bytes (enwik8)
+      text = text.tobytes()
     if isinstance(text, bytes):
       text = text.decode("utf-8", errors="replace")
     ids = self.tokenizer.encode(text)

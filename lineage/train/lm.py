@@ -56,21 +56,31 @@ def model_config(cfg) -> gpt.GPTConfig:
 
 
 def _sources(data_cfg):
-  """(train, eval) random-access sources of a TFDS text dataset."""
-  if data_cfg.name not in builders.TEXT_DATASETS:
+  """(train, eval) random-access sources of a TFDS dataset whose `text_key` field is text.
+
+  Any builder can feed the LM, e.g. sst_binary with text_key=sentence; the
+  language-model corpora (builders.TEXT_DATASETS) hold their text under "text".
+  """
+  if data_cfg.name.partition("/")[0] not in builders.BUILDERS:
     raise ValueError(f"unknown language-model dataset {data_cfg.name!r}; choose text_file or "
-                     f"one of {', '.join(builders.TEXT_DATASETS)}")
+                     f"one of {', '.join(builders.TEXT_DATASETS)} (or another builder of "
+                     "lineage.data.builders with --config.data.text_key=FIELD)")
   config = (synthetic_text.config(data_cfg.num_docs, data_cfg.seed)
             if data_cfg.name == "synthetic_text" else None)
   load = lambda split: builders.load(data_cfg.name, split, config=config,
                                      data_dir=data_cfg.data_dir or None,
                                      manual_dir=data_cfg.manual_dir or None)
-  return load(data_cfg.train_split), load(data_cfg.eval_split)
+  train, evaluation = load(data_cfg.train_split), load(data_cfg.eval_split)
+  fields = train[0].keys() if len(train) else ()
+  if data_cfg.text_key not in fields:
+    raise ValueError(f"{data_cfg.name} records have no field {data_cfg.text_key!r}; its fields "
+                     f"are {', '.join(sorted(fields))}: set --config.data.text_key to one of them")
+  return train, evaluation
 
 
-def _texts(source, limit=None):
+def _texts(source, text_key, limit=None):
   for i in range(len(source) if limit is None else min(limit, len(source))):
-    yield source[i]["text"].decode("utf-8", errors="replace")
+    yield source[i][text_key].decode("utf-8", errors="replace")
 
 
 def build(cfg, workdir=None) -> LMParts:
@@ -89,7 +99,7 @@ def build(cfg, workdir=None) -> LMParts:
     texts = [text]
   else:
     train_source, eval_source = _sources(data)
-    texts = _texts(train_source)
+    texts = _texts(train_source, data.text_key)
   tokenizer = tokenizers.make_tokenizer(data.tokenizer, vocab_dir=data.vocab_dir or None,
                                         workdir=workdir, train_texts=texts,
                                         vocab_size=data.bpe_vocab_size)
@@ -111,10 +121,12 @@ def build(cfg, workdir=None) -> LMParts:
   else:
     train_data = pipeline.lm_pipeline(train_source, tokenizer, seq_len=seq_len,
                                       batch_size=batch_size, seed=cfg.train.seed,
-                                      worker_count=data.worker_count, **process)
+                                      worker_count=data.worker_count, text_key=data.text_key,
+                                      **process)
     eval_data = lambda: pipeline.lm_eval_batches(eval_source, tokenizer, seq_len=seq_len,
                                                  batch_size=batch_size,
-                                                 max_batches=cfg.train.eval_batches, **process)
+                                                 max_batches=cfg.train.eval_batches,
+                                                 text_key=data.text_key, **process)
   dummy = jnp.zeros((1, seq_len), jnp.int32)
   init_params = lambda rng: model.init(rng, dummy)["params"]
   abstract = jax.eval_shape(init_params, jax.random.PRNGKey(0))
@@ -125,11 +137,11 @@ def build(cfg, workdir=None) -> LMParts:
   return parts
 
 
-def train_unigram_entropy(parts: LMParts, max_records=20_000):
+def train_unigram_entropy(parts: LMParts, text_key="text", max_records=20_000):
   """Unigram entropy (nats/token) of the training data: the best context-free model's loss."""
   if parts.train_tokens is not None:
     return lm_batches.unigram_entropy(parts.train_tokens)
-  docs = list(_texts(parts.train_source, max_records))
+  docs = list(_texts(parts.train_source, text_key, max_records))
   return lm_batches.unigram_entropy(lm_batches.tokenize_documents(docs, parts.tokenizer))
 
 
