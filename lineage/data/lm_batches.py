@@ -7,8 +7,6 @@ exactly the batches an uninterrupted run would. Named datasets go through the
 grain pipeline (lineage.data.pipeline) instead.
 """
 
-import math
-
 import numpy as np
 
 
@@ -97,6 +95,3 @@ def unigram_entropy(tokens):
   p = counts[counts > 0] / len(tokens)
   return float(-(p * np.log(p)).sum())
 
-
-def num_eval_batches(tokens, seq_len, batch_size):
-  return math.floor((len(tokens) - 1) / (batch_size * seq_len))
