@@ -1,17 +1,19 @@
 """One entry point for attention, dispatching to an implementation by name.
 
-"xla" is the plain-jnp reference (always available); "cudnn" is cuDNN's fused
-kernel through `jax.nn.dot_product_attention` (GPU only, half precision); "auto"
-picks the fastest implementation that supports the requested masks and dtype on
-this backend.
+"xla" is the plain-jnp reference (always available); "pallas" is our flash
+attention (kernels.flash_attention, kernels.decode_attention; interpret mode on
+CPU, lowered for TPU; Pallas's GPU backend does not lower it yet); "cudnn" is
+cuDNN's fused kernel through `jax.nn.dot_product_attention` (GPU only, half
+precision); "auto" picks the fastest implementation that supports the requested
+masks and dtype on this backend.
 """
 
 import jax
 import jax.numpy as jnp
 
-from kernels import reference
+from kernels import decode_attention, flash_attention, reference
 
-IMPLEMENTATIONS = ("auto", "xla", "cudnn")
+IMPLEMENTATIONS = ("auto", "xla", "pallas", "cudnn")
 
 
 def _check_implementation(implementation):
@@ -25,6 +27,8 @@ def _resolve(implementation, segment_ids, dtype):
   _check_implementation(implementation)
   if implementation != "auto":
     return implementation
+  if jax.default_backend() == "tpu":
+    return "pallas"
   # cuDNN's fused kernel rejects float32 inputs, the default compute dtype.
   if (jax.default_backend() == "gpu" and segment_ids is None
       and dtype in (jnp.float16, jnp.bfloat16)):
@@ -48,6 +52,9 @@ def attention(q, k, v, *, causal=True, segment_ids=None, local_window=None,
     window = None if local_window is None else (local_window - 1, 0 if causal else local_window - 1)
     return jax.nn.dot_product_attention(q, k, v, is_causal=causal, local_window_size=window,
                                         implementation="cudnn")
+  if implementation == "pallas":
+    return flash_attention.flash_attention(q, k, v, causal=causal, segment_ids=segment_ids,
+                                           local_window=local_window)
   return reference.attention_reference(q, k, v, causal=causal, segment_ids=segment_ids,
                                        local_window=local_window)
 
@@ -60,6 +67,9 @@ def cached_attention(q, k_cache, v_cache, *, q_slots, kv_valid, local_window=Non
   k_cache and v_cache are [batch, heads, slots, head_dim] (heads first: see gpt.init_cache);
   kv_valid [batch, slots] marks the filled, non-padding slots.
   """
-  _check_implementation(implementation)
+  implementation = _resolve(implementation, None, q.dtype)
+  if implementation == "pallas":
+    return decode_attention.decode_attention(q, k_cache, v_cache, q_slots=q_slots,
+                                             kv_valid=kv_valid, local_window=local_window)
   return reference.cached_attention_reference(q, k_cache, v_cache, q_slots=q_slots,
                                               kv_valid=kv_valid, local_window=local_window)

@@ -74,6 +74,23 @@ def test_auto_on_cpu_is_xla():
   np.testing.assert_array_equal(ops.attention(q, k, v), xla)
 
 
+def test_auto_on_tpu_is_pallas(monkeypatch):
+  monkeypatch.setattr(ops.jax, "default_backend", lambda: "tpu")
+  assert ops._resolve("auto", None, jnp.float32) == "pallas"
+  assert ops._resolve("auto", jnp.ones((1, 8), jnp.int32), jnp.bfloat16) == "pallas"
+
+
+def test_pallas_on_gpu_is_a_clear_error(monkeypatch):
+  """Pallas's GPU backend cannot lower the kernels, so say which implementations to use."""
+  monkeypatch.setattr(ops.jax, "default_backend", lambda: "gpu")
+  q, k, v = random_qkv((1, 8, 2, 16))
+  with pytest.raises(NotImplementedError, match="cudnn"):
+    ops.attention(q, k, v, implementation="pallas")
+  with pytest.raises(NotImplementedError, match="cudnn"):
+    ops.cached_attention(q, k, v, q_slots=jnp.zeros((1, 8), jnp.int32),
+                         kv_valid=jnp.ones((1, 8), bool), implementation="pallas")
+
+
 def test_auto_on_gpu_sends_only_half_precision_without_segments_to_cudnn(monkeypatch):
   """cuDNN rejects float32 and segment ids, so auto must keep those on xla."""
   monkeypatch.setattr(ops.jax, "default_backend", lambda: "gpu")
@@ -106,9 +123,9 @@ def test_fully_masked_rows_give_zeros_and_finite_gradients():
 
 def test_unknown_implementation_names_the_valid_ones():
   q, k, v = random_qkv((1, 4, 1, 8))
-  with pytest.raises(ValueError, match="auto, xla, cudnn"):
+  with pytest.raises(ValueError, match="auto, xla, pallas, cudnn"):
     ops.attention(q, k, v, implementation="flash")
-  with pytest.raises(ValueError, match="auto, xla, cudnn"):
+  with pytest.raises(ValueError, match="auto, xla, pallas, cudnn"):
     ops.cached_attention(q, k, v, q_slots=jnp.zeros((1, 4), jnp.int32),
                          kv_valid=jnp.ones((1, 4), bool), implementation="flash")
 
@@ -130,8 +147,9 @@ def test_cudnn_refuses_segment_ids():
     ops.attention(q, k, v, segment_ids=jnp.ones((1, 4), jnp.int32), implementation="cudnn")
 
 
+@pytest.mark.parametrize("implementation", ["xla", "pallas"])
 @pytest.mark.parametrize("local_window", [None, 2])
-def test_cached_attention_equals_attention_on_the_filled_prefix(local_window):
+def test_cached_attention_equals_attention_on_the_filled_prefix(local_window, implementation):
   batch, slots, filled, new = 2, 10, 7, 3
   q, k, v = random_qkv((batch, slots, 2, 8), seed=5)
   full = ops.attention(q[:, :filled], k[:, :filled], v[:, :filled], local_window=local_window,
@@ -143,5 +161,5 @@ def test_cached_attention_equals_attention_on_the_filled_prefix(local_window):
       q[:, filled - new:filled], k_cache, v_cache,
       q_slots=jnp.broadcast_to(jnp.arange(filled - new, filled), (batch, new)),
       kv_valid=jnp.broadcast_to(jnp.arange(slots) < filled, (batch, slots)),
-      local_window=local_window, implementation="xla")
+      local_window=local_window, implementation=implementation)
   np.testing.assert_allclose(got, full[:, filled - new:], atol=1e-5)
