@@ -5,7 +5,7 @@ attention (kernels.flash_attention, kernels.decode_attention; interpret mode on
 CPU, lowered for TPU; Pallas's GPU backend does not lower it yet); "cudnn" is
 cuDNN's fused kernel through `jax.nn.dot_product_attention` (GPU only, half
 precision); "auto" picks the fastest implementation that supports the requested
-masks and dtype on this backend.
+masks and dtype on this backend and has run on it.
 """
 
 import jax
@@ -27,8 +27,7 @@ def _resolve(implementation, segment_ids, dtype):
   _check_implementation(implementation)
   if implementation != "auto":
     return implementation
-  if jax.default_backend() == "tpu":
-    return "pallas"
+  # "pallas" is opt-in on TPU until it has run on TPU hardware (only its lowering is tested).
   # cuDNN's fused kernel rejects float32 inputs, the default compute dtype.
   if (jax.default_backend() == "gpu" and segment_ids is None
       and dtype in (jnp.float16, jnp.bfloat16)):

@@ -74,10 +74,11 @@ def test_auto_on_cpu_is_xla():
   np.testing.assert_array_equal(ops.attention(q, k, v), xla)
 
 
-def test_auto_on_tpu_is_pallas(monkeypatch):
+def test_auto_on_tpu_stays_on_xla_until_pallas_ran_there(monkeypatch):
   monkeypatch.setattr(ops.jax, "default_backend", lambda: "tpu")
-  assert ops._resolve("auto", None, jnp.float32) == "pallas"
-  assert ops._resolve("auto", jnp.ones((1, 8), jnp.int32), jnp.bfloat16) == "pallas"
+  assert ops._resolve("auto", None, jnp.float32) == "xla"
+  assert ops._resolve("auto", jnp.ones((1, 8), jnp.int32), jnp.bfloat16) == "xla"
+  assert ops._resolve("pallas", None, jnp.bfloat16) == "pallas"
 
 
 def test_pallas_on_gpu_is_a_clear_error(monkeypatch):
