@@ -16,6 +16,7 @@ Sample from a run:
 
 import dataclasses
 
+import jax
 import ml_collections
 
 from lineage.models import gpt
@@ -26,6 +27,14 @@ PAPER_LR = {"117m": 6e-4, "345m": 3e-4, "762m": 2.5e-4, "1542m": 2e-4}
 
 def _model(cfg: gpt.GPTConfig):
   return ml_collections.ConfigDict(dataclasses.asdict(cfg))
+
+
+def resolve_dtype(cfg):
+  """model.dtype "auto" (the paper presets): bf16 compute on GPU and TPU, fp32 on CPU, whose
+  bf16 matmuls are slow; parameters and optimizer state stay fp32 either way (see
+  train.mu_dtype). Call after jax.distributed.initialize: it asks for the backend."""
+  if cfg.model.dtype == "auto":
+    cfg.model.dtype = "float32" if jax.default_backend() == "cpu" else "bfloat16"
 
 
 def get_config(preset="tiny"):
@@ -47,7 +56,7 @@ def get_config(preset="tiny"):
       steps=300, batch_size=16, micro_batches=1, lr=3e-3, warmup_steps=30,
       schedule="cosine", min_lr_ratio=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,
       grad_clip=1.0, log_every=25, eval_every=100, eval_batches=8, checkpoint_every=100,
-      keep_checkpoints=3, seed=0))
+      keep_checkpoints=3, seed=0, mu_dtype=""))
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sample = ml_collections.ConfigDict(dict(
       prompt="the ", max_new_tokens=100, num_samples=4, temperature=0.8, top_k=0,
@@ -59,6 +68,7 @@ def get_config(preset="tiny"):
                                    embed_dim=128, mlp_dim=512, dropout=0.0))
   elif preset in PAPER_LR:
     c.model = _model(gpt.PRESETS[f"gpt2_{preset}"])
+    c.model.dtype = "auto"
     c.data.update(name="openwebtext", tokenizer="gpt2", seq_len=1024)
     c.train.update(steps=600_000, batch_size=512, lr=PAPER_LR[preset], warmup_steps=2000,
                    log_every=10, eval_every=1000, eval_batches=50, checkpoint_every=1000)

@@ -6,6 +6,10 @@
       --prompt_len=16 --new_tokens=256 --batch=1
   python -m experiments.bench --what=data --config=configs/gpt2.py:tiny \
       --config.data.name=ptb --config.data.tokenizer=gpt2 --config.model.vocab_size=50304
+  python -m experiments.bench --what=attention --config=configs/gpt2.py:tiny \
+      --seq_lens=256,512,1024 --batch=1
+  python -m experiments.bench --what=memory --config=configs/gpt2.py:1542m \
+      --meshes=1x8x1,1x4x2 [--model_preset=gpt3_175b] [--compile]
 The model, optimizer and step come from the same builders as training
 (lineage.train.lm.build, lineage.train.loop.build_trainer, lineage.sample.Decoder),
 so a number here is what a run would get. Warm-up calls absorb compilation; the
@@ -25,20 +29,30 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from configs import gpt2 as gpt2_config
+from kernels import ops
 from lineage import sample as sample_lib
 from lineage.models import gpt
-from lineage.train import lm, loop, sharding
+from lineage.train import lm, loop, memory, sharding
 from lineage.train import metrics as metrics_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "configs/gpt2.py:PRESET", lock_config=True)
-flags.DEFINE_enum("what", "train_step", ["train_step", "decode", "data"], "What to measure.")
+flags.DEFINE_enum("what", "train_step", ["train_step", "decode", "data", "attention",
+                                           "memory"],
+                  "What to measure.")
 flags.DEFINE_integer("steps", 20, "Timed repetitions (train steps, or generate calls).")
 flags.DEFINE_integer("warmup", 3, "Untimed repetitions first (compilation, caches).")
 flags.DEFINE_integer("prompt_len", 16, "decode: random prompt tokens per sequence.")
 flags.DEFINE_integer("new_tokens", 256, "decode: tokens generated per sequence.")
-flags.DEFINE_integer("batch", 1, "decode: sequences generated together.")
+flags.DEFINE_integer("batch", 1, "decode: sequences generated together; attention: batch size.")
+flags.DEFINE_list("seq_lens", ["256", "512", "1024"], "attention: sequence lengths to measure.")
 flags.DEFINE_integer("seed", 0, "Seed of the random tokens and parameters.")
+flags.DEFINE_list("meshes", ["1x1x1"], "memory: meshes as DATAxFSDPxTENSOR.")
+flags.DEFINE_string("model_preset", None, "memory: a lineage.models.gpt.PRESETS name in place "
+                    "of the config's model (e.g. gpt3_175b).")
+flags.DEFINE_bool("compile", False, "memory: also compile the train step for activation and "
+                  "temporary memory (needs as many local devices as the mesh).")
 
 
 def _timed(fn, steps, warmup):
@@ -116,11 +130,66 @@ def bench_data(cfg, steps, warmup):
           "tokenizer": cfg.data.tokenizer, "worker_count": cfg.data.worker_count}
 
 
+def _attention_grads(implementation):
+  """Jitted forward+backward of causal attention, the work one training layer does."""
+  def loss(q, k, v):
+    return ops.attention(q, k, v, implementation=implementation).astype(jnp.float32).sum()
+  return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+
+
+def bench_attention(cfg, seq_lens, batch, steps, warmup, seed=0):
+  """Forward+backward seconds and compiled temporary bytes per implementation and length.
+
+  Heads, head size and dtype are the config's model's. Implementations: xla
+  everywhere, pallas on TPU and on CPU (interpret mode, so slow), cudnn on GPU
+  in half precision.
+  """
+  model_cfg = lm.model_config(cfg)
+  dtype = jnp.dtype(model_cfg.dtype)
+  backend = jax.default_backend()
+  implementations = ["xla"]
+  if backend in ("cpu", "tpu"):
+    implementations.append("pallas")
+  if backend == "gpu" and dtype in (jnp.float16, jnp.bfloat16):
+    implementations.append("cudnn")
+  rows = []
+  for seq_len in seq_lens:
+    shape = (batch, seq_len, model_cfg.num_heads, model_cfg.head_dim)
+    q, k, v = (jax.random.normal(key, shape).astype(dtype)
+               for key in jax.random.split(jax.random.PRNGKey(seed), 3))
+    for implementation in implementations:
+      compiled = _attention_grads(implementation).lower(q, k, v).compile()
+      seconds = statistics.median(_timed(lambda i: compiled(q, k, v), steps, warmup))
+      rows.append({"implementation": implementation, "seq_len": seq_len,
+                   "seconds_median": seconds,
+                   "temp_bytes": compiled.memory_analysis().temp_size_in_bytes})
+  return {"what": "attention", "backend": backend, "batch": batch,
+          "heads": model_cfg.num_heads, "head_dim": model_cfg.head_dim, "dtype": dtype.name,
+          "causal": True, "results": rows}
+
+
+def bench_memory(cfg, meshes, model_preset=None, compile=False):
+  """Per-device parameter, optimizer and (compiled) temporary bytes of training on each mesh."""
+  model_cfg = gpt.PRESETS[model_preset] if model_preset else lm.model_config(cfg)
+  rows = []
+  for mesh in meshes:
+    data, fsdp, tensor = (int(n) for n in mesh.split("x"))
+    fits = compile and data * fsdp * tensor <= jax.device_count()
+    result = memory.analyse(model_cfg, cfg.train, cfg.data.seq_len, data, fsdp, tensor, fits)
+    rows.append({"mesh": mesh, "params_bytes": result.params,
+                 "optimizer_bytes": result.optimizer, "temp_bytes": result.temporaries,
+                 "num_params": result.num_params})
+  return {"what": "memory", "model": model_preset or cfg.preset, "batch_size": cfg.train.batch_size,
+          "micro_batches": cfg.train.micro_batches, "seq_len": cfg.data.seq_len,
+          "mu_dtype": cfg.train.mu_dtype or "float32", "results": rows}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   logging.set_verbosity(logging.WARNING)  # orbax logs every phase at INFO
   cfg = FLAGS.config
+  gpt2_config.resolve_dtype(cfg)
   if FLAGS.what == "train_step":
     result = bench_train_step(cfg, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
     print(f"{result['tokens_per_sec']:,.0f} tok/s, {result['step_seconds_median']:.3f} s/step, "
@@ -130,6 +199,22 @@ def main(argv):
     result = bench_data(cfg, FLAGS.steps, FLAGS.warmup)
     print(f"{result['tokens_per_sec']:,.0f} tok/s from the {cfg.data.name} pipeline "
           f"({cfg.data.tokenizer} tokenizer, {cfg.data.worker_count} workers)")
+  elif FLAGS.what == "attention":
+    result = bench_attention(cfg, [int(n) for n in FLAGS.seq_lens], FLAGS.batch, FLAGS.steps,
+                             FLAGS.warmup, FLAGS.seed)
+    for row in result["results"]:
+      print(f"{row['implementation']:>6} at {row['seq_len']:>5} tokens: "
+            f"{1e3 * row['seconds_median']:.2f} ms forward+backward, "
+            f"{row['temp_bytes'] / 2**20:.1f} MiB compiled temporaries")
+  elif FLAGS.what == "memory":
+    result = bench_memory(cfg, FLAGS.meshes, FLAGS.model_preset, FLAGS.compile)
+    gib = lambda n: "n/a" if n is None else f"{n / 2**30:.2f}"
+    print(f"{result['model']}: {result['results'][0]['num_params'] / 1e6:,.0f}M parameters; "
+          "GiB per device (data x fsdp x tensor)")
+    print("mesh        params  optimizer  temporaries")
+    for row in result["results"]:
+      print(f"{row['mesh']:<10} {gib(row['params_bytes']):>7} {gib(row['optimizer_bytes']):>10} "
+            f"{gib(row['temp_bytes']):>12}")
   else:
     result = bench_decode(cfg, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.batch, FLAGS.steps,
                           FLAGS.warmup, FLAGS.seed)

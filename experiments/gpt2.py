@@ -9,9 +9,12 @@ import json
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
+from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
+from configs import gpt2 as gpt2_config
 from lineage.train import distributed, loop
 from lineage.train import lm
 
@@ -23,8 +26,18 @@ flags.DEFINE_string("prompt", None, "Prompt for --mode=sample (overrides config.
 distributed.define_flags()
 
 
+def build(cfg, workdir):
+  """lm.build, on process 0 first: it prepares datasets and trains tokenizers that the other
+  processes then read rather than race to write."""
+  if jax.process_count() == 1:
+    return lm.build(cfg, workdir)
+  parts = lm.build(cfg, workdir) if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices("experiments.gpt2: data prepared")
+  return parts or lm.build(cfg, workdir)
+
+
 def run_sample(cfg, workdir):
-  parts = lm.build(cfg, workdir)
+  parts = build(cfg, workdir)
   params = lm.restore_params(cfg, workdir, parts)
   prompt = FLAGS.prompt if FLAGS.prompt is not None else cfg.sample.prompt
   for i, text in enumerate(lm.sample_texts(cfg, parts, params, [prompt] * cfg.sample.num_samples)):
@@ -32,7 +45,7 @@ def run_sample(cfg, workdir):
 
 
 def run_eval(cfg, workdir):
-  parts = lm.build(cfg, workdir)
+  parts = build(cfg, workdir)
   params = lm.restore_params(cfg, workdir, parts)
   result = loop.evaluate(loop.build_trainer(cfg, parts.task), params, parts.task.eval_data())
   print(json.dumps({"eval": result}))
@@ -46,8 +59,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint phase at INFO
   distributed.initialize_from_flags()
   cfg, workdir = FLAGS.config, FLAGS.workdir
+  gpt2_config.resolve_dtype(cfg)
   if FLAGS.mode == "train":
-    loop.train(cfg, workdir, lm.build(cfg, workdir).task)
+    loop.train(cfg, workdir, build(cfg, workdir).task)
   elif FLAGS.mode == "eval":
     run_eval(cfg, workdir)
   else:

@@ -10,11 +10,12 @@ import jax
 from absl import flags
 
 
-
 def define_flags():
   flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-process runs).")
   flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-process run.")
   flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes-1.")
+  flags.DEFINE_integer("heartbeat_timeout_seconds", 100,
+                       "A process silent this long counts as dead, and the others stop.")
 
 
 def _auto_detected():
@@ -30,9 +31,11 @@ def initialize_from_flags():
     if any(v is None for v in given):
       raise flags.ValidationError("multi-process runs need all of --coordinator_address, "
                                   "--num_processes and --process_id")
-    if jax.default_backend() == "cpu":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Asking for the backend here would initialise it too early; gloo only affects CPU
+    # devices, whose cross-process collectives need it.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=f.coordinator_address,
-                               num_processes=f.num_processes, process_id=f.process_id)
+                               num_processes=f.num_processes, process_id=f.process_id,
+                               heartbeat_timeout_seconds=f.heartbeat_timeout_seconds)
   elif _auto_detected():
-    jax.distributed.initialize()
+    jax.distributed.initialize(heartbeat_timeout_seconds=f.heartbeat_timeout_seconds)

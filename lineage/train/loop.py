@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 
 from lineage.train import checkpoint as ckpt_lib
 from lineage.train import init_from
@@ -62,22 +63,26 @@ class Trainer:
   schedule: Callable
 
 
+def train_state_shardings(tx, boxed_params, mesh):
+  """TrainState shardings: parameters by their logical axes, optimizer moments like their
+  parameters, counters and the rng replicated. `mesh` may be an AbstractMesh."""
+  param_shardings = sharding.logical_shardings(boxed_params, mesh)
+  abstract_opt = jax.eval_shape(tx.init, nn.unbox(boxed_params))
+  opt_shardings = optax.tree_map_params(
+      tx, lambda _, s: s, abstract_opt, param_shardings,
+      transform_non_params=lambda _: sharding.replicated(mesh))
+  return step_lib.TrainState(step=sharding.replicated(mesh), params=param_shardings,
+                             opt_state=opt_shardings, rng=sharding.replicated(mesh))
+
+
 def build_trainer(cfg, task: Task) -> Trainer:
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
   sharding.check_batch_divisible(cfg.train.batch_size, mesh, cfg.train.micro_batches)
   tx, schedule = optim.make_optimizer(cfg.train, task.model_dim)
   rng = jax.random.PRNGKey(cfg.train.seed)
 
-  boxed = jax.eval_shape(task.init_params, rng)
-  param_shardings = sharding.logical_shardings(boxed, mesh)
-  abstract_params = nn.unbox(boxed)
-  abstract_opt = jax.eval_shape(tx.init, abstract_params)
-  opt_shardings = optax.tree_map_params(
-      tx, lambda _, s: s, abstract_opt, param_shardings,
-      transform_non_params=lambda _: sharding.replicated(mesh))
-  state_shardings = step_lib.TrainState(
-      step=sharding.replicated(mesh), params=param_shardings, opt_state=opt_shardings,
-      rng=sharding.replicated(mesh))
+  state_shardings = train_state_shardings(tx, jax.eval_shape(task.init_params, rng), mesh)
+  param_shardings = state_shardings.params
 
   def init_state(rng):
     params = nn.unbox(task.init_params(rng))
@@ -127,9 +132,38 @@ def restore_or_init(cfg, trainer, checkpoints, train_data):
     return state
   state, data_state = checkpoints.restore(latest, trainer.abstract_state)
   if data_state is not None:
-    train_data.set_state(data_state)
+    train_data.set_state(_own_data_state(data_state))
   metrics_lib.console(f"resumed from {checkpoints.directory} step {latest}")
   return state
+
+
+def _all_data_states(train_data):
+  """Every process's iterator state: the checkpoint's JSON is written by process 0 alone.
+
+  One process saves its state as is; with several, {"processes": [state_0, ...]}.
+  """
+  state = train_data.get_state()
+  if jax.process_count() == 1:
+    return state
+  encoded = np.frombuffer(json.dumps(state).encode(), np.uint8)
+  lengths = multihost_utils.process_allgather(np.int32(len(encoded)))
+  padded = np.zeros(int(lengths.max()), np.uint8)
+  padded[:len(encoded)] = encoded
+  gathered = multihost_utils.process_allgather(padded)
+  return {"processes": [json.loads(row[:n].tobytes()) for row, n in zip(gathered, lengths)]}
+
+
+def _own_data_state(saved):
+  """This process's part of what `_all_data_states` saved."""
+  if "processes" not in saved:
+    if jax.process_count() > 1:
+      raise ValueError("the checkpoint holds one process's data state; resume with the process "
+                       "count it was written with")
+    return saved
+  if len(saved["processes"]) != jax.process_count():
+    raise ValueError(f"the checkpoint holds the data states of {len(saved['processes'])} "
+                     f"processes, but this run has {jax.process_count()}; resume with as many")
+  return saved["processes"][jax.process_index()]
 
 
 def write_config(cfg, workdir):
@@ -191,7 +225,7 @@ def train(cfg, workdir, task: Task):
           metrics_lib.console(f"step {step}/{total}  eval loss {eval_result['loss']:.4f}")
           window_start = time.perf_counter()
         if step % cfg.train.checkpoint_every == 0 or step == total:
-          checkpoints.save(step, state, task.train_data.get_state())
+          checkpoints.save(step, state, _all_data_states(task.train_data))
           last_saved = step
   finally:
     checkpoints.close()
