@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from kernels.flash_attention import _INIT_MAX, _TRANS_B, _div, _round_up, resolve_interpret
+from kernels.flash_attention import (_INIT_MAX, _TRANS_B, _div, _round_up, online_softmax_step,
+                                     resolve_interpret)
 
 
 def _kernel(q_ref, k_ref, v_ref, slots_ref, valid_ref, o_ref, *, block_s, local_window, scale):
@@ -32,13 +33,7 @@ def _kernel(q_ref, k_ref, v_ref, slots_ref, valid_ref, o_ref, *, block_s, local_
     mask = (valid_ref[:, pl.ds(start, block_s)] != 0) & (kv_pos <= q_slots)
     if local_window is not None:
       mask &= q_slots - kv_pos < local_window
-    s = jnp.where(mask, s, -jnp.inf)
-    m_new = jnp.maximum(m, s.max(axis=1, keepdims=True))
-    p = jnp.exp(s - m_new)
-    alpha = jnp.exp(m - m_new)
-    l = alpha * l + p.sum(axis=1, keepdims=True)
-    acc = alpha * acc + jax.lax.dot(p.astype(v.dtype), v, preferred_element_type=jnp.float32)
-    return m_new, l, acc
+    return online_softmax_step(m, l, acc, jnp.where(mask, s, -jnp.inf), v)
 
   # Blocks after the last query's slot are in its future; with a window, early ones are too old.
   hi = jnp.minimum(_div(jnp.max(q_slots), block_s) + 1, k_ref.shape[0] // block_s)

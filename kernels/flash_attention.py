@@ -30,6 +30,17 @@ class _Config(NamedTuple):
   interpret: bool
 
 
+def online_softmax_step(m, l, acc, s, v):
+  """Folds one block of masked scores `s` and values `v` into the running max `m`,
+  normaliser `l` and unnormalised output `acc` (all fp32), rescaling what came before."""
+  m_new = jnp.maximum(m, s.max(axis=1, keepdims=True))
+  p = jnp.exp(s - m_new)
+  alpha = jnp.exp(m - m_new)
+  l = alpha * l + p.sum(axis=1, keepdims=True)
+  acc = alpha * acc + jax.lax.dot(p.astype(v.dtype), v, preferred_element_type=jnp.float32)
+  return m_new, l, acc
+
+
 def _round_up(x, multiple):
   return -(-x // multiple) * multiple
 
@@ -120,12 +131,7 @@ def _fwd_kernel(*refs, cfg, length, padded, scale, has_segments):
     mask = _mask(i * block_q, start, s.shape, cfg, length, padded, q_seg, kv_seg)
     if mask is not None:
       s = jnp.where(mask, s, -jnp.inf)
-    m_new = jnp.maximum(m, s.max(axis=1, keepdims=True))
-    p = jnp.exp(s - m_new)
-    alpha = jnp.exp(m - m_new)
-    l = alpha * l + p.sum(axis=1, keepdims=True)
-    acc = alpha * acc + jax.lax.dot(p.astype(v.dtype), v, preferred_element_type=jnp.float32)
-    return m_new, l, acc
+    return online_softmax_step(m, l, acc, s, v)
 
   init = (jnp.full((block_q, 1), _INIT_MAX, jnp.float32), jnp.zeros((block_q, 1), jnp.float32),
           jnp.zeros(q.shape, jnp.float32))
