@@ -235,3 +235,16 @@ class SplitStream(Builder):
     step = self.CHUNK or max(stop - start, 1)
     for key, offset in enumerate(range(start, stop, step)):
       yield key, self._record(data[offset:min(offset + step, stop)])
+
+
+class TextStream(SplitStream):
+  """A SplitStream of UTF-8 text: records are `{"text": slice}`."""
+
+  def _features(self):
+    return tfds.features.FeaturesDict({"text": tfds.features.Text()})
+
+  def _read(self, path):
+    return read_text(path)
+
+  def _record(self, piece):
+    return {"text": piece}

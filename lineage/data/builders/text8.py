@@ -5,23 +5,12 @@ order (a split is its records concatenated). Splits by `split_90_5_5` of the fil
 length: 90M/5M/5M for the real file, proportional for smaller ones. Manual file: text8.
 """
 
-import tensorflow_datasets as tfds
-
 from lineage.data.builders import base
 
 
-class Text8(base.SplitStream):
+class Text8(base.TextStream):
   """text8 as text chunks."""
 
   name = "text8"
   SOURCE = base.Source(("text8",), "http://mattmahoney.net/dc/text8.zip", "text8")
   CHUNK = 1 << 20
-
-  def _features(self):
-    return tfds.features.FeaturesDict({"text": tfds.features.Text()})
-
-  def _read(self, path):
-    return base.read_text(path)
-
-  def _record(self, piece):
-    return {"text": piece}

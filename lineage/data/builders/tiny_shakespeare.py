@@ -6,12 +6,10 @@ Splits follow TFDS's tiny_shakespeare: the first 1,003,854 characters train, the
 Manual directory: `$LINEAGE_MANUAL_DIR/tinyshakespeare/input.txt`.
 """
 
-import tensorflow_datasets as tfds
-
 from lineage.data.builders import base
 
 
-class TinyShakespeare(base.SplitStream):
+class TinyShakespeare(base.TextStream):
   """Tiny Shakespeare, one record per split."""
 
   name = "tiny_shakespeare"
@@ -19,12 +17,3 @@ class TinyShakespeare(base.SplitStream):
   SOURCE = base.Source(
       ("input.txt",),
       "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt")
-
-  def _features(self):
-    return tfds.features.FeaturesDict({"text": tfds.features.Text()})
-
-  def _read(self, path):
-    return base.read_text(path)
-
-  def _record(self, piece):
-    return {"text": piece}
