@@ -1,4 +1,6 @@
-"""--config.init_from: a run starts from another run's parameters (checkpoint ablations)."""
+"""--config.init_from: a run starts from another run's parameters (checkpoint ablations) or
+from a Hugging Face GPT-2 directory."""
+
 
 import flax.linen as nn
 import jax
@@ -8,6 +10,7 @@ import pytest
 from configs import gpt2 as gpt2_config
 from lineage.train import checkpoint as ckpt_lib
 from lineage.train import init_from, lm, loop
+from lineage.train import metrics as metrics_lib
 
 
 def _config(layers=2, embed=32, steps=4):
@@ -68,7 +71,7 @@ def test_shape_mismatch_and_bad_sources_are_clear_errors(source_run):
     init_from.load_params(f"{workdir}@3", fresh)
   with pytest.raises(ValueError, match="step number"):
     init_from.parse_source(f"{workdir}@last")
-  with pytest.raises(ValueError, match="Hugging Face"):
+  with pytest.raises(ValueError, match="Hugging Face source"):
     init_from.parse_source("hf:/models/gpt2")
 
 
@@ -80,3 +83,69 @@ def test_training_run_starts_from_source(source_run, tmp_path):
   state, _ = _train(cfg, str(tmp_path))
   for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(final)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+  """A random transformers GPT-2 of _config()'s shape, saved as transformers saves it; its
+  weights are far from a fresh model's, whose loss is about log(vocab)."""
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  path = tmp_path_factory.mktemp("hf")
+  config = transformers.GPT2Config(n_embd=32, n_head=4, n_layer=2, n_positions=32,
+                                   vocab_size=257, bos_token_id=256, eos_token_id=256)
+  torch.manual_seed(0)
+  model = transformers.GPT2LMHeadModel(config)
+  with torch.no_grad():
+    for p in model.parameters():
+      p.add_(0.2 * torch.randn_like(p))
+  model.save_pretrained(path)
+  return path
+
+
+def test_training_run_starts_from_hf_weights(hf_dir, tmp_path):
+  """The first logged loss is the loss of the imported weights on the first batch."""
+  from lineage.interop import hf_gpt2
+  cfg = _config(steps=2)
+  cfg.init_from = f"hf:{hf_dir}"
+  _train(cfg, str(tmp_path))
+  first_loss = metrics_lib.read_metrics(str(tmp_path))[0]["loss"]
+  _, hf_params = hf_gpt2.import_hf(hf_dir)
+  parts = lm.build(cfg)
+  batch = next(parts.task.train_data)
+  total, aux = lm.lm_loss_fn(parts.model)(hf_params, batch, None, True)
+  assert first_loss == pytest.approx(float(total / aux["weight"]), rel=1e-5)
+  assert abs(first_loss - np.log(257)) > 0.3  # far from a fresh, near-uniform model
+
+
+def test_hf_architecture_mismatch_lists_the_fields(hf_dir):
+  cfg = _config(layers=3)
+  cfg.model.layer_norm_eps = 1e-6
+  with pytest.raises(ckpt_lib.CheckpointMismatchError) as error:
+    init_from.load_params(f"hf:{hf_dir}", _fresh_params(cfg), cfg.model)
+  message = str(error.value)
+  assert "model.num_layers: run has 3, hf has 2" in message
+  assert "model.layer_norm_eps: run has 1e-06, hf has 1e-05" in message
+
+
+def test_hf_params_load_with_shapes_checked(hf_dir):
+  from lineage.interop import hf_gpt2
+  cfg = _config()
+  loaded = init_from.load_params(f"hf:{hf_dir}", _fresh_params(cfg), cfg.model)
+  _, expected = hf_gpt2.import_hf(hf_dir)
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded), expected)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"wte/embedding: checkpoint"):
+    init_from.load_params(f"hf:{hf_dir}", _fresh_params(_config(embed=64)))
+
+
+def test_load_model_reads_the_run_strictly(source_run, tmp_path):
+  workdir, final = source_run
+  model_cfg, params = init_from.load_model(workdir, _config().model)
+  assert model_cfg == lm.model_config(_config())
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), final)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError,
+                     match="model.num_layers: run has 3, .* has 2"):
+    init_from.load_model(workdir, _config(layers=3).model)
+  (tmp_path / "checkpoints").symlink_to(f"{workdir}/checkpoints")
+  with pytest.raises(ckpt_lib.CheckpointMismatchError, match="h_2/attn/c_attn/bias: in the model"):
+    init_from.load_model(str(tmp_path), _config(layers=3).model)

@@ -75,3 +75,37 @@ def test_nan_at_step_poisons_that_step_only():
   assert np.isfinite(losses[:2]).all()
   assert np.isnan(losses[2])
   assert np.isnan(float(history[2]["grad_norm"]))
+
+
+def _tree_paths(tree):
+  return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def test_stateless_train_state_keeps_its_tree_and_a_carry_joins_it():
+  params = {"w": jnp.ones(2)}
+  stateless = step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=(),
+                                  rng=jax.random.PRNGKey(0))
+  # The tree orbax saves: exactly the four fields a checkpoint held before carries existed.
+  assert _tree_paths(stateless) == [".step", ".params['w']", ".rng"]
+  stateful = stateless.replace(carry=(jnp.zeros((4, 3)), jnp.zeros(4, jnp.int32)))
+  assert _tree_paths(stateful) == [".step", ".params['w']", ".rng", ".carry[0]", ".carry[1]"]
+  for state in (stateless, stateful):
+    rebuilt = jax.tree.map(lambda x: x + 1, state)
+    assert type(rebuilt) is step_lib.TrainState
+    assert (rebuilt.carry is None) == (state.carry is None)
+    assert int(rebuilt.step) == 1
+
+
+def test_a_carry_returned_in_another_form_is_a_clear_error():
+  def loss_fn(params, batch, rng, deterministic, carry):
+    new_carry = (carry[0] + params["w"]).astype(jnp.bfloat16)
+    return new_carry.astype(jnp.float32).sum(), ({"weight": jnp.float32(1)}, (new_carry,))
+
+  params = {"w": jnp.ones(3)}
+  state = step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                              opt_state=optax.sgd(1.0).init(params), rng=jax.random.PRNGKey(0),
+                              carry=(jnp.zeros((2, 3)),))
+  step = step_lib.make_train_step(loss_fn, optax.sgd(1.0), stateful=True)
+  with pytest.raises(ValueError, match=r"took a carry \('float32\[2, 3\]',\) but returned "
+                                       r"\('bfloat16\[2, 3\]',\)"):
+    jax.jit(step)(state, {"inputs": jnp.zeros((2, 4), jnp.int32)})

@@ -41,6 +41,11 @@ class Task:
   flops_per_token: model FLOPs per trained token, for MFU; 0 to skip MFU.
   tokens_per_batch: tokens in one global batch, for tokens/s.
   model_dim: width of the model, needed by the noam schedule only.
+  init_carry(batch_size) -> a pytree of arrays with a leading batch dimension: set for a
+    stateful loss_fn (see lineage.train.step), e.g. an RNN trained by truncated
+    backpropagation. The loop keeps the carry in the train state from step to step,
+    shards it like the batch rows and checkpoints it; evaluation threads a fresh one
+    through the eval batches in order, so eval_data must yield continuing rows.
   """
   init_params: Callable[[jax.Array], Any]
   loss_fn: Callable
@@ -49,6 +54,7 @@ class Task:
   flops_per_token: float = 0.0
   tokens_per_batch: int = 0
   model_dim: Optional[int] = None
+  init_carry: Optional[Callable[[int], Any]] = None
 
 
 @dataclasses.dataclass
@@ -61,18 +67,22 @@ class Trainer:
   train_step: Callable
   eval_step: Callable
   schedule: Callable
+  init_carry: Optional[Callable[[int], Any]] = None  # jitted, sharded like the batch rows
 
 
-def train_state_shardings(tx, boxed_params, mesh):
+def train_state_shardings(tx, boxed_params, mesh, abstract_carry=None):
   """TrainState shardings: parameters by their logical axes, optimizer moments like their
-  parameters, counters and the rng replicated. `mesh` may be an AbstractMesh."""
+  parameters, counters and the rng replicated, the carry (if any) like the batch rows.
+  `mesh` may be an AbstractMesh."""
   param_shardings = sharding.logical_shardings(boxed_params, mesh)
   abstract_opt = jax.eval_shape(tx.init, nn.unbox(boxed_params))
   opt_shardings = optax.tree_map_params(
       tx, lambda _, s: s, abstract_opt, param_shardings,
       transform_non_params=lambda _: sharding.replicated(mesh))
+  carry_shardings = jax.tree.map(lambda _: sharding.batch_sharding(mesh), abstract_carry)
   return step_lib.TrainState(step=sharding.replicated(mesh), params=param_shardings,
-                             opt_state=opt_shardings, rng=sharding.replicated(mesh))
+                             opt_state=opt_shardings, rng=sharding.replicated(mesh),
+                             carry=carry_shardings)
 
 
 def build_trainer(cfg, task: Task) -> Trainer:
@@ -80,27 +90,35 @@ def build_trainer(cfg, task: Task) -> Trainer:
   sharding.check_batch_divisible(cfg.train.batch_size, mesh, cfg.train.micro_batches)
   tx, schedule = optim.make_optimizer(cfg.train, task.model_dim)
   rng = jax.random.PRNGKey(cfg.train.seed)
-
-  state_shardings = train_state_shardings(tx, jax.eval_shape(task.init_params, rng), mesh)
+  stateful = task.init_carry is not None
+  batch_size = cfg.train.batch_size
+  abstract_carry = jax.eval_shape(lambda: task.init_carry(batch_size)) if stateful else None
+  state_shardings = train_state_shardings(tx, jax.eval_shape(task.init_params, rng), mesh,
+                                          abstract_carry)
   param_shardings = state_shardings.params
 
   def init_state(rng):
     params = nn.unbox(task.init_params(rng))
     return step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                               opt_state=tx.init(params), rng=rng)
+                               opt_state=tx.init(params), rng=rng,
+                               carry=task.init_carry(batch_size) if stateful else None)
 
   abstract_state = ckpt_lib.abstract_like(jax.eval_shape(init_state, rng), state_shardings)
   batch_sharding = sharding.batch_sharding(mesh)
   train_step = jax.jit(
       step_lib.make_train_step(task.loss_fn, tx, cfg.train.micro_batches,
-                               cfg.debug.get("nan_at_step", -1)),
+                               cfg.debug.get("nan_at_step", -1), stateful=stateful),
       in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None),
       donate_argnums=0)
-  eval_step = jax.jit(step_lib.make_eval_step(task.loss_fn),
-                      in_shardings=(param_shardings, batch_sharding))
+  eval_shardings = (param_shardings, batch_sharding) + ((batch_sharding,) if stateful else ())
+  eval_step = jax.jit(step_lib.make_eval_step(task.loss_fn, stateful),
+                      in_shardings=eval_shardings)
+  init_carry = (jax.jit(task.init_carry, static_argnums=0, out_shardings=batch_sharding)
+                if stateful else None)
   return Trainer(mesh=mesh, state_shardings=state_shardings, abstract_state=abstract_state,
                  init_state=jax.jit(init_state, out_shardings=state_shardings),
-                 train_step=train_step, eval_step=eval_step, schedule=schedule)
+                 train_step=train_step, eval_step=eval_step, schedule=schedule,
+                 init_carry=init_carry)
 
 
 def device_batch(batch, mesh):
@@ -111,15 +129,33 @@ def device_batch(batch, mesh):
 
 
 def evaluate(trainer, params, batches):
-  """Mean loss (and aux metrics) over an iterable of batches."""
-  totals = None
+  """Mean loss (and aux metrics) over an iterable of batches.
+
+  A stateful task's carry starts fresh and runs through the batches in order: row r of
+  each batch continues row r of the one before.
+  """
+  totals, carry = None, None
   with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     for batch in batches:
-      sums = trainer.eval_step(params, device_batch(batch, trainer.mesh))
+      batch = device_batch(batch, trainer.mesh)
+      if trainer.init_carry is None:
+        sums = trainer.eval_step(params, batch)
+      else:
+        if carry is None:
+          carry = trainer.init_carry(_global_rows(batch))
+        sums, carry = trainer.eval_step(params, batch, carry)
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   if totals is None:
     raise ValueError("the evaluation set yielded no batches; make it larger than one batch")
   return step_lib.finish_eval(totals)
+
+
+def _global_rows(batch):
+  rows = {x.shape[0] for x in jax.tree.leaves(batch)}
+  if len(rows) != 1:
+    raise ValueError(f"the batch's arrays disagree on the number of rows ({sorted(rows)}); "
+                     "every field of a batch needs one row per example")
+  return rows.pop()
 
 
 def restore_or_init(cfg, trainer, checkpoints, train_data):
@@ -128,7 +164,8 @@ def restore_or_init(cfg, trainer, checkpoints, train_data):
   if latest is None:
     state = trainer.init_state(jax.random.PRNGKey(cfg.train.seed))
     if cfg.get("init_from"):
-      state = state.replace(params=init_from.load_params(cfg.init_from, state.params))
+      state = state.replace(params=init_from.load_params(cfg.init_from, state.params,
+                                                         cfg.get("model")))
     return state
   state, data_state = checkpoints.restore(latest, trainer.abstract_state)
   if data_state is not None:

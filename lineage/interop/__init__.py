@@ -1,0 +1,1 @@
+"""Checkpoint import and export: Hugging Face GPT-2 (hf_gpt2)."""
