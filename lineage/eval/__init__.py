@@ -1,0 +1,1 @@
+"""Evaluations of trained models: probes of their features, metrics of their outputs."""
