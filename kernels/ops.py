@@ -2,16 +2,18 @@
 
 "xla" is the plain-jnp reference (always available); "pallas" is our flash
 attention (kernels.flash_attention, kernels.decode_attention; interpret mode on
-CPU, lowered for TPU; Pallas's GPU backend does not lower it yet); "cudnn" is
-cuDNN's fused kernel through `jax.nn.dot_product_attention` (GPU only, half
-precision); "auto" picks the fastest implementation that supports the requested
-masks and dtype on this backend and has run on it.
+CPU, lowered for TPU; on GPU, training attention goes to the Mosaic GPU kernel
+in kernels.flash_attention_mgpu, bf16/fp16 for Hopper, while cached decoding
+has no GPU kernel); "cudnn" is cuDNN's fused kernel through
+`jax.nn.dot_product_attention` (GPU only, half precision); "auto" picks the
+fastest implementation that supports the requested masks and dtype on this
+backend and has run on it.
 """
 
 import jax
 import jax.numpy as jnp
 
-from kernels import decode_attention, flash_attention, reference
+from kernels import decode_attention, flash_attention, flash_attention_mgpu, reference
 
 IMPLEMENTATIONS = ("auto", "xla", "pallas", "cudnn")
 
@@ -27,7 +29,9 @@ def _resolve(implementation, segment_ids, dtype):
   _check_implementation(implementation)
   if implementation != "auto":
     return implementation
-  # "pallas" is opt-in on TPU until it has run on TPU hardware (only its lowering is tested).
+  # "pallas" is opt-in on TPU and GPU until it has run on that hardware: only its lowering
+  # (and, for GPU, its numbers in jax's GPU interpreter) are tested, and nobody has yet
+  # measured the Mosaic GPU kernel against cuDNN (experiments/gpu_check.sh does).
   # cuDNN's fused kernel rejects float32 inputs, the default compute dtype.
   if (jax.default_backend() == "gpu" and segment_ids is None
       and dtype in (jnp.float16, jnp.bfloat16)):
@@ -51,6 +55,10 @@ def attention(q, k, v, *, causal=True, segment_ids=None, local_window=None,
     window = None if local_window is None else (local_window - 1, 0 if causal else local_window - 1)
     return jax.nn.dot_product_attention(q, k, v, is_causal=causal, local_window_size=window,
                                         implementation="cudnn")
+  if implementation == "pallas" and jax.default_backend() == "gpu":
+    return flash_attention_mgpu.flash_attention_mgpu(q, k, v, causal=causal,
+                                                     segment_ids=segment_ids,
+                                                     local_window=local_window)
   if implementation == "pallas":
     return flash_attention.flash_attention(q, k, v, causal=causal, segment_ids=segment_ids,
                                            local_window=local_window)
