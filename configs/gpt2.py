@@ -9,9 +9,18 @@ Any local text file, byte-level:
 Paper sizes (117m, 345m, 762m, 1542m): the paper's shapes, context 1024, vocabulary
 50257 and batch 512 x 1024 tokens; they need the GPT-2 BPE and an OpenWebText
 builder from the data layer, and accelerators (see BUILD.md for meshes).
-Sample from a run:
+Sample from a run (tokens stream as they come; --temperature, --top_k, --top_p,
+--max_new_tokens, --num_samples and --seed override config.sample):
   python -m experiments.gpt2 --config=configs/gpt2.py:tiny --workdir=runs/gpt2_tiny \
       --mode=sample --prompt="the red fox"
+Sample the released GPT-2 weights (a Hugging Face directory, safetensors; no training run),
+here with the paper's TL;DR summarization protocol on an article in a file:
+  python -m experiments.gpt2 --config=configs/gpt2.py:117m --mode=sample \
+      --config.init_from=hf:/models/gpt2 --config.data.vocab_dir=/models/gpt2_bpe \
+      --sample_preset=tldr --prompt_file=article.txt
+Export a run (or --config.init_from=DIR[@STEP]) for transformers:
+  python -m experiments.gpt2 --config=configs/gpt2.py:tiny --workdir=runs/gpt2_tiny \
+      --mode=export --export_dir=runs/gpt2_tiny_hf
 """
 
 import dataclasses
@@ -61,7 +70,21 @@ def get_config(preset="tiny"):
   c.sample = ml_collections.ConfigDict(dict(
       prompt="the ", max_new_tokens=100, num_samples=4, temperature=0.8, top_k=0,
       top_p=0.95, greedy=False, seed=0))
+  # --sample_preset=tldr, GPT-2's summarization protocol (section 3.6): the article, then
+  # "\nTL;DR:", 100 tokens of top-k random sampling with k=2; the first 3 generated
+  # sentences are the summary.
+  c.sample.tldr = ml_collections.ConfigDict(dict(
+      suffix="\nTL;DR:", max_new_tokens=100, top_k=2, top_p=1.0, temperature=1.0,
+      summary_sentences=3))
   c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
+  # GPT-2's zero-shot Table 3 (lineage.eval.zero_shot). datasets: comma-separated keys of
+  # zero_shot.DATASETS; context 0 = the model's; stride 0 = context // 2; max_examples caps
+  # passages, questions or lines and max_bytes the enwik8/text8 test bytes (0: all) for quick
+  # runs; manual_dir: root of the upstream files ("" = $LINEAGE_MANUAL_DIR).
+  c.zero_shot = ml_collections.ConfigDict(dict(
+      datasets="lambada,cbt_cn,cbt_ne,wikitext2,ptb,enwik8,text8,wikitext103,1bw",
+      context=0, stride=0, batch_size=8, max_examples=0, max_bytes=0, manual_dir="",
+      lambada_normalize_quotes=False))
 
   if preset == "tiny":
     c.model = _model(gpt.GPTConfig(vocab_size=257, context=128, num_layers=4, num_heads=4,

@@ -7,9 +7,13 @@
   python -m experiments.bench --what=data --config=configs/gpt2.py:tiny \
       --config.data.name=ptb --config.data.tokenizer=gpt2 --config.model.vocab_size=50304
   python -m experiments.bench --what=attention --config=configs/gpt2.py:tiny \
-      --seq_lens=256,512,1024 --batch=1
+      --seq_lens=256,512,1024 --batch=1 [--head_dims=64,128]
   python -m experiments.bench --what=memory --config=configs/gpt2.py:1542m \
       --meshes=1x8x1,1x4x2 [--model_preset=gpt3_175b] [--compile]
+  LINEAGE_MANUAL_DIR=../shared/data python -m experiments.bench --what=zero_shot \
+      --config=configs/gpt2.py:tiny --config.model.num_layers=6 --config.model.embed_dim=384 \
+      --config.model.num_heads=6 --config.model.mlp_dim=1536 --config.model.context=512 \
+      --config.model.vocab_size=50257 --batch=4 --steps=4 --warmup=1
 The model, optimizer and step come from the same builders as training
 (lineage.train.lm.build, lineage.train.loop.build_trainer, lineage.sample.Decoder),
 so a number here is what a run would get. Warm-up calls absorb compilation; the
@@ -17,6 +21,7 @@ timed calls each end with block_until_ready, and medians resist the noise of a
 shared machine. The last stdout line is one JSON object, for scripts to parse.
 """
 
+import functools
 import json
 import statistics
 import sys
@@ -30,8 +35,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs import gpt2 as gpt2_config
-from kernels import ops
+from kernels import flash_attention_mgpu, ops
 from lineage import sample as sample_lib
+from lineage.data import builders, tokenizers
+from lineage.eval import detokenize, lm_metrics, scoring, zero_shot
+from lineage.interop import hf_gpt2
 from lineage.models import gpt
 from lineage.train import lm, loop, memory, sharding
 from lineage.train import metrics as metrics_lib
@@ -39,14 +47,18 @@ from lineage.train import metrics as metrics_lib
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "configs/gpt2.py:PRESET", lock_config=True)
 flags.DEFINE_enum("what", "train_step", ["train_step", "decode", "data", "attention",
-                                           "memory"],
+                                           "memory", "zero_shot"],
                   "What to measure.")
 flags.DEFINE_integer("steps", 20, "Timed repetitions (train steps, or generate calls).")
 flags.DEFINE_integer("warmup", 3, "Untimed repetitions first (compilation, caches).")
 flags.DEFINE_integer("prompt_len", 16, "decode: random prompt tokens per sequence.")
 flags.DEFINE_integer("new_tokens", 256, "decode: tokens generated per sequence.")
-flags.DEFINE_integer("batch", 1, "decode: sequences generated together; attention: batch size.")
+flags.DEFINE_integer("batch", 1, "decode: sequences generated together; attention, zero_shot: "
+                     "batch size.")
 flags.DEFINE_list("seq_lens", ["256", "512", "1024"], "attention: sequence lengths to measure.")
+flags.DEFINE_list("head_dims", [], "attention: head sizes to measure (default: the model's).")
+flags.DEFINE_list("pallas_tiles", [], "attention on GPU: more BLOCK_QxBLOCK_KV tilings of the "
+                  "Mosaic GPU kernel to time beside its default (e.g. 64x128,128x64).")
 flags.DEFINE_integer("seed", 0, "Seed of the random tokens and parameters.")
 flags.DEFINE_list("meshes", ["1x1x1"], "memory: meshes as DATAxFSDPxTENSOR.")
 flags.DEFINE_string("model_preset", None, "memory: a lineage.models.gpt.PRESETS name in place "
@@ -131,41 +143,68 @@ def bench_data(cfg, steps, warmup):
 
 
 def _attention_grads(implementation):
-  """Jitted forward+backward of causal attention, the work one training layer does."""
+  """Jitted forward+backward of causal attention, the work one training layer does.
+
+  "pallas:QxKV" is the Mosaic GPU kernel with block_q=Q, block_kv=KV, for tuning.
+  """
+  attend = functools.partial(ops.attention, implementation=implementation)
+  if implementation.startswith("pallas:"):
+    block_q, block_kv = (int(n) for n in implementation.split(":")[1].split("x"))
+    attend = functools.partial(flash_attention_mgpu.flash_attention_mgpu, block_q=block_q,
+                               block_kv=block_kv)
+
   def loss(q, k, v):
-    return ops.attention(q, k, v, implementation=implementation).astype(jnp.float32).sum()
+    return attend(q, k, v, causal=True).astype(jnp.float32).sum()
   return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
 
 
-def bench_attention(cfg, seq_lens, batch, steps, warmup, seed=0):
-  """Forward+backward seconds and compiled temporary bytes per implementation and length.
+def _relative_error(got, want):
+  """max |got - want| / max |want| over the gradients, in fp32."""
+  return max(float(jnp.abs(g.astype(jnp.float32) - w).max() / jnp.abs(w).max())
+             for g, w in zip(got, want))
 
-  Heads, head size and dtype are the config's model's. Implementations: xla
-  everywhere, pallas on TPU and on CPU (interpret mode, so slow), cudnn on GPU
-  in half precision.
+
+def bench_attention(cfg, seq_lens, batch, steps, warmup, seed=0, head_dims=(), pallas_tiles=()):
+  """Forward+backward time, TFLOP/s, compiled temporaries and error per implementation.
+
+  Heads and dtype are the config's model's; head sizes too unless `head_dims`
+  is given. Implementations: xla everywhere, pallas on TPU and on CPU (interpret
+  mode, so slow) and on GPU in half precision (the Mosaic GPU kernel), cudnn on
+  GPU in half precision. Each is checked against the fp32 xla gradients first.
+  FLOPs count the causal half of the four attention matmuls, forward plus a
+  backward of 2.5 forwards (FlashAttention's convention).
   """
   model_cfg = lm.model_config(cfg)
   dtype = jnp.dtype(model_cfg.dtype)
   backend = jax.default_backend()
   implementations = ["xla"]
-  if backend in ("cpu", "tpu"):
+  if backend in ("cpu", "tpu") or (backend == "gpu" and dtype in (jnp.float16, jnp.bfloat16)):
     implementations.append("pallas")
   if backend == "gpu" and dtype in (jnp.float16, jnp.bfloat16):
-    implementations.append("cudnn")
+    implementations += [f"pallas:{tiles}" for tiles in pallas_tiles] + ["cudnn"]
   rows = []
-  for seq_len in seq_lens:
-    shape = (batch, seq_len, model_cfg.num_heads, model_cfg.head_dim)
-    q, k, v = (jax.random.normal(key, shape).astype(dtype)
-               for key in jax.random.split(jax.random.PRNGKey(seed), 3))
-    for implementation in implementations:
-      compiled = _attention_grads(implementation).lower(q, k, v).compile()
-      seconds = statistics.median(_timed(lambda i: compiled(q, k, v), steps, warmup))
-      rows.append({"implementation": implementation, "seq_len": seq_len,
-                   "seconds_median": seconds,
-                   "temp_bytes": compiled.memory_analysis().temp_size_in_bytes})
+  for head_dim in head_dims or [model_cfg.head_dim]:
+    for seq_len in seq_lens:
+      shape = (batch, seq_len, model_cfg.num_heads, head_dim)
+      q, k, v = (jax.random.normal(key, shape).astype(dtype)
+                 for key in jax.random.split(jax.random.PRNGKey(seed), 3))
+      exact = _attention_grads("xla")(*(t.astype(jnp.float32) for t in (q, k, v)))
+      flops = 3.5 * 4 * batch * model_cfg.num_heads * seq_len * seq_len * head_dim / 2
+      for implementation in implementations:
+        try:
+          compiled = _attention_grads(implementation).lower(q, k, v).compile()
+        except NotImplementedError as unsupported:  # e.g. the GPU kernel's head_dim % 64
+          logging.warning("skipping %s: %s", implementation, unsupported)
+          continue
+        error = _relative_error(compiled(q, k, v), exact)
+        seconds = statistics.median(_timed(lambda i: compiled(q, k, v), steps, warmup))
+        rows.append({"implementation": implementation, "seq_len": seq_len,
+                     "head_dim": head_dim, "seconds_median": seconds,
+                     "tflops_per_sec": flops / seconds / 1e12, "grad_rel_error": error,
+                     "temp_bytes": compiled.memory_analysis().temp_size_in_bytes})
+      del exact
   return {"what": "attention", "backend": backend, "batch": batch,
-          "heads": model_cfg.num_heads, "head_dim": model_cfg.head_dim, "dtype": dtype.name,
-          "causal": True, "results": rows}
+          "heads": model_cfg.num_heads, "dtype": dtype.name, "causal": True, "results": rows}
 
 
 def bench_memory(cfg, meshes, model_preset=None, compile=False):
@@ -182,6 +221,75 @@ def bench_memory(cfg, meshes, model_preset=None, compile=False):
   return {"what": "memory", "model": model_preset or cfg.preset, "batch_size": cfg.train.batch_size,
           "micro_batches": cfg.train.micro_batches, "seq_len": cfg.data.seq_len,
           "mu_dtype": cfg.train.mu_dtype or "float32", "results": rows}
+
+
+def _wikitext2_windows(cfg, tokenizer, context, count):
+  """The first `count` zero-shot scoring windows of WikiText-2 test, as Table 3 scores them."""
+  lines = [r["text"].decode() for r in builders.load(
+      "wikitext2", "test", data_dir=cfg.data.data_dir or None,
+      manual_dir=cfg.data.manual_dir or None)]
+  ids = zero_shot.corpus_ids(tokenizer, lines, detokenize.wikitext)
+  stride = cfg.zero_shot.stride or context // 2
+  windows = lm_metrics.sliding_windows(zero_shot.with_bos(tokenizer, ids), context, stride)
+  if len(windows) < count:
+    raise ValueError(f"WikiText-2 test has {len(windows)} windows of {context}; ask for fewer")
+  return windows[:count]
+
+
+def _hf_window_logprobs(model, windows, batch):
+  """Summed target log-probs per window with a plain transformers forward loop."""
+  import torch  # pylint: disable=import-outside-toplevel
+  sums = []
+  with torch.no_grad():
+    for first in range(0, len(windows), batch):
+      rows = windows[first:first + batch]
+      length = max(len(w.tokens) for w in rows) - 1
+      inputs = torch.zeros((len(rows), length), dtype=torch.long)
+      targets, weights = torch.zeros_like(inputs), torch.zeros(inputs.shape)
+      for row, window in enumerate(rows):
+        n = len(window.tokens) - 1
+        inputs[row, :n] = torch.from_numpy(window.tokens[:-1].astype(np.int64))
+        targets[row, :n] = torch.from_numpy(window.tokens[1:].astype(np.int64))
+        weights[row, n - window.num_targets:n] = 1.0
+      logp = torch.log_softmax(model(inputs).logits, dim=-1)
+      sums.extend(((logp.gather(-1, targets[..., None])[..., 0]) * weights).sum(-1).tolist())
+  return np.array(sums)
+
+
+def bench_zero_shot(cfg, batch, steps, warmup, seed=0):
+  """Zero-shot scoring tokens/s: our jitted Scorer against a transformers GPT2LMHeadModel
+  forward loop (eval mode, no_grad) on the same WikiText-2 windows and the same weights."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  import transformers  # pylint: disable=import-outside-toplevel
+  model_cfg = lm.model_config(cfg)
+  tokenizer = tokenizers.make_tokenizer("gpt2", vocab_dir=cfg.data.vocab_dir or None)
+  context = cfg.zero_shot.context or model_cfg.context
+  windows = _wikitext2_windows(cfg, tokenizer, context, batch * steps)
+  tokens = sum(len(w.tokens) - 1 for w in windows)
+  init = lambda rng: nn.unbox(gpt.GPT(model_cfg).init(rng, jnp.zeros((1, 8), jnp.int32))["params"])
+  params = jax.jit(init)(jax.random.PRNGKey(seed))
+  scorer = scoring.Scorer(model_cfg, params, batch_size=batch, max_len=context,
+                          valid_vocab=tokenizer.vocab_size)
+  for _ in range(warmup):  # Compiles both shapes: the first window scores all its tokens.
+    scorer.score(windows[:batch] + windows[-batch:])
+  start = time.perf_counter()
+  our_sums = scorer.score(windows).logprob
+  ours = time.perf_counter() - start
+  with tempfile.TemporaryDirectory() as hf_dir:
+    hf_gpt2.export_hf(model_cfg, params, hf_dir, eot_id=tokenizer.eot_id)
+    hf_model = transformers.GPT2LMHeadModel.from_pretrained(hf_dir).eval()
+  for _ in range(warmup):
+    _hf_window_logprobs(hf_model, windows[:batch], batch)
+  start = time.perf_counter()
+  hf_sums = _hf_window_logprobs(hf_model, windows, batch)
+  theirs = time.perf_counter() - start
+  difference = float(np.abs(our_sums - hf_sums).max())
+  return {"what": "zero_shot", "tokens_per_sec": tokens / ours,
+          "hf_tokens_per_sec": tokens / theirs, "speedup": theirs / ours, "tokens": tokens,
+          "windows": len(windows), "context": context, "batch": batch,
+          "max_abs_logprob_difference": difference, "torch_threads": torch.get_num_threads(),
+          "backend": jax.default_backend()}
 
 
 def main(argv):
@@ -201,11 +309,18 @@ def main(argv):
           f"({cfg.data.tokenizer} tokenizer, {cfg.data.worker_count} workers)")
   elif FLAGS.what == "attention":
     result = bench_attention(cfg, [int(n) for n in FLAGS.seq_lens], FLAGS.batch, FLAGS.steps,
-                             FLAGS.warmup, FLAGS.seed)
+                             FLAGS.warmup, FLAGS.seed, [int(n) for n in FLAGS.head_dims],
+                             FLAGS.pallas_tiles)
+    cudnn = {(r["seq_len"], r["head_dim"]): r for r in result["results"]
+             if r["implementation"] == "cudnn"}
     for row in result["results"]:
-      print(f"{row['implementation']:>6} at {row['seq_len']:>5} tokens: "
-            f"{1e3 * row['seconds_median']:.2f} ms forward+backward, "
-            f"{row['temp_bytes'] / 2**20:.1f} MiB compiled temporaries")
+      baseline = cudnn.get((row["seq_len"], row["head_dim"]))
+      versus = (f", {row['tflops_per_sec'] / baseline['tflops_per_sec']:.2f}x cudnn"
+                if baseline else "")
+      print(f"{row['implementation']:>14} at {row['seq_len']:>5} tokens, head_dim "
+            f"{row['head_dim']}: {1e3 * row['seconds_median']:.2f} ms forward+backward, "
+            f"{row['tflops_per_sec']:.3g} TFLOP/s{versus}, gradient error "
+            f"{row['grad_rel_error']:.1e}, {row['temp_bytes'] / 2**20:.1f} MiB temporaries")
   elif FLAGS.what == "memory":
     result = bench_memory(cfg, FLAGS.meshes, FLAGS.model_preset, FLAGS.compile)
     gib = lambda n: "n/a" if n is None else f"{n / 2**30:.2f}"
@@ -215,6 +330,12 @@ def main(argv):
     for row in result["results"]:
       print(f"{row['mesh']:<10} {gib(row['params_bytes']):>7} {gib(row['optimizer_bytes']):>10} "
             f"{gib(row['temp_bytes']):>12}")
+  elif FLAGS.what == "zero_shot":
+    result = bench_zero_shot(cfg, FLAGS.batch, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
+    print(f"zero-shot scoring of {result['windows']} WikiText-2 windows of {result['context']}: "
+          f"ours {result['tokens_per_sec']:,.0f} tok/s, transformers "
+          f"{result['hf_tokens_per_sec']:,.0f} tok/s, ratio {result['speedup']:.2f}x "
+          f"(window log-probs agree to {result['max_abs_logprob_difference']:.1e} nats)")
   else:
     result = bench_decode(cfg, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.batch, FLAGS.steps,
                           FLAGS.warmup, FLAGS.seed)

@@ -1,5 +1,5 @@
-"""The gpt2 binary as a user meets it: bad input is a clear error that loses nothing, and a
-text file trains, samples and evaluates."""
+"""The gpt2 binary as a user meets it: bad input is a clear error that loses nothing, a text
+file trains, samples and evaluates, and runs and Hugging Face directories export and sample."""
 
 import hashlib
 import json
@@ -9,7 +9,13 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+
+from lineage.interop import hf_gpt2
+from lineage.models import gpt
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SMALL = ["--config.model.num_layers=2", "--config.model.embed_dim=64",
@@ -18,11 +24,13 @@ SMALL = ["--config.model.num_layers=2", "--config.model.embed_dim=64",
 
 
 def _run(workdir, *args):
-  """The binary on one CPU device, as a user runs it (conftest forces 8 for this process)."""
+  """The binary on one CPU device, as a user runs it (conftest forces 8 for this process);
+  workdir None runs it without --workdir."""
   flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+  workdir_flag = [] if workdir is None else [f"--workdir={workdir}"]
   return subprocess.run(
       [sys.executable, "-m", "experiments.gpt2", "--config=configs/gpt2.py:tiny",
-       f"--workdir={workdir}", *args],
+       *workdir_flag, *args],
       cwd=REPO, env={**os.environ, "XLA_FLAGS": flags.strip()}, capture_output=True,
       encoding="utf-8", errors="replace", timeout=600)
 
@@ -116,6 +124,21 @@ def test_real_dataset_with_gpt2_bpe_trains_and_evaluates(tmp_path, shared_data):
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert math.isfinite(summary["eval_loss"])
 
+  # --mode=zero_shot on the same run: the real LAMBADA and PTB test, capped to stay quick; CBT
+  # is absent here, so its cell must say how to get it rather than show a number.
+  result = _run(tmp_path, *SMALL, *data, "--mode=zero_shot", "--model_name=ptb-tiny",
+                "--config.zero_shot.datasets=lambada,ptb,cbt_cn",
+                "--config.zero_shot.max_examples=20",
+                f"--config.zero_shot.manual_dir={shared_data}")
+  _check_ok(result)
+  zero_shot = json.loads((tmp_path / "zero_shot" / "summary.json").read_text())
+  assert json.loads(result.stdout.strip().splitlines()[-1]) == zero_shot
+  assert 0 <= zero_shot["lambada"]["acc"] <= 1 and zero_shot["lambada"]["ppl"] > 1
+  assert zero_shot["ptb"]["word_ppl"] > zero_shot["ptb"]["token_ppl"] > 1
+  assert "needs_data" in zero_shot["cbt_cn"]
+  report = (tmp_path / "zero_shot" / "report.md").read_text()
+  assert "ptb-tiny" in report and "needs data" in report
+
 
 def test_unknown_dataset_lists_the_choices(tmp_path):
   result = _run(tmp_path, *SMALL, "--config.data.name=wikitext", "--config.train.steps=1")
@@ -133,3 +156,70 @@ def test_any_builder_trains_through_its_text_field(tmp_path, shared_data):
   _check_ok(_run(tmp_path / "run", *SMALL, *data, "--config.data.text_key=sentence",
                  "--config.train.steps=2", "--config.train.eval_batches=1"))
   assert math.isfinite(json.loads((tmp_path / "run" / "summary.json").read_text())["eval_loss"])
+
+
+def test_export_of_the_run_and_of_a_named_step(trained, tmp_path):
+  workdir, snapshot = trained
+  result = _run(workdir, *SMALL, "--mode=export", f"--export_dir={tmp_path / 'latest'}")
+  _check_ok(result)
+  assert f"exported {workdir} to {tmp_path / 'latest'}" in result.stdout
+  assert f"GPT2LMHeadModel.from_pretrained('{tmp_path / 'latest'}')" in result.stdout
+  cfg, latest = hf_gpt2.import_hf(tmp_path / "latest")
+  assert (cfg.num_layers, cfg.embed_dim, cfg.context, cfg.vocab_size) == (2, 64, 32, 257)
+  config = json.loads((tmp_path / "latest" / "config.json").read_text())
+  assert (config["model_type"], config["eos_token_id"], config["bos_token_id"]) == (
+      "gpt2", 256, 256)
+
+  _check_ok(_run(None, *SMALL, "--mode=export", f"--config.init_from={workdir}@2",
+                 f"--export_dir={tmp_path / 'at2'}"))
+  _, at_two = hf_gpt2.import_hf(tmp_path / "at2")
+  jax.tree.map(np.testing.assert_array_equal, latest, at_two)  # the run ended at step 2
+  assert _snapshot(workdir) == snapshot
+
+
+def _random_hf_dir(path, vocab_size):
+  """A Hugging Face directory of a randomly initialised GPT-2 with context 32."""
+  cfg = gpt.GPTConfig(vocab_size=vocab_size, context=32, num_layers=1, num_heads=2,
+                      embed_dim=16, mlp_dim=64)
+  params = gpt.GPT(cfg).init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))["params"]
+  return hf_gpt2.export_hf(cfg, params, path)
+
+
+def test_sample_tldr_from_a_hf_directory_and_a_prompt_file(tmp_path):
+  """hf:PATH needs no training run; the TL;DR preset appends the cue, cuts an article too long
+  for the context and reports a summary; explicit flags (--max_new_tokens) beat the preset."""
+  hf_dir = _random_hf_dir(tmp_path / "hf", vocab_size=257)
+  article = tmp_path / "article.txt"
+  article.write_text("the cat sat. the dog ran.", encoding="utf-8")
+  result = _run(None, f"--config.init_from=hf:{hf_dir}", "--mode=sample",
+                f"--prompt_file={article}", "--sample_preset=tldr", "--max_new_tokens=6",
+                "--num_samples=2", "--seed=3")
+  _check_ok(result)
+  # context 32 = 19 article bytes + 7 for "\nTL;DR:" + 6 new tokens
+  assert "the article's 25 tokens are cut to its first 19" in result.stderr
+  out = result.stdout
+  assert out.count("--- sample ") == 2 and out.count("--- summary ") == 2
+  first = out.split("--- sample 0 ---\n", 1)[1]
+  assert first.startswith("the cat sat. the do\nTL;DR:")
+  completion = first.split("\nTL;DR:", 1)[1].split("\n--- summary 0 ---\n")[0]
+  summary = out.split("--- summary 0 ---\n", 1)[1].split("\n--- sample 1")[0]
+  assert len(completion) <= 6
+  assert summary.split() == completion.split()[:len(summary.split())]
+
+
+def test_sample_gpt2_vocabulary_weights_with_the_gpt2_tokenizer(tmp_path, shared_data):
+  """Released GPT-2 weights (vocabulary 50257) are read with GPT-2's BPE from data.vocab_dir."""
+  hf_dir = _random_hf_dir(tmp_path / "hf", vocab_size=50257)
+  result = _run(None, f"--config.init_from=hf:{hf_dir}", "--mode=sample",
+                f"--config.data.vocab_dir={shared_data / 'gpt2_bpe'}", "--prompt=Hello world",
+                "--max_new_tokens=4", "--num_samples=1", "--top_k=5")
+  _check_ok(result)
+  assert "--- sample 0 ---\nHello world" in result.stdout
+
+
+def test_bad_prompt_file_is_a_clear_error(trained, bad_utf8_file):
+  workdir, snapshot = trained
+  result = _run(workdir, *SMALL, "--mode=sample", f"--prompt_file={bad_utf8_file}")
+  assert result.returncode != 0
+  assert f"--prompt_file={bad_utf8_file} is not valid UTF-8 at byte 21" in result.stderr
+  assert _snapshot(workdir) == snapshot

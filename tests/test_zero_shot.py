@@ -1,0 +1,194 @@
+"""GPT-2 zero-shot evaluation: per-example log-likelihoods equal transformers' on the same tiny
+weights, and the whole run on the real LAMBADA, WikiText-2 and PTB plus fixtures."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import gpt2 as gpt2_config
+from lineage.data import tokenizers
+from lineage.eval import detokenize, lm_metrics, scoring, table3, zero_shot
+from lineage.interop import hf_gpt2
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory):
+  """A random tiny GPT2LMHeadModel in eval mode, and our (cfg, params) imported from it."""
+  torch = pytest.importorskip("torch")
+  transformers = pytest.importorskip("transformers")
+  torch.manual_seed(0)
+  config = transformers.GPT2Config(vocab_size=50257, n_positions=128, n_embd=32, n_layer=2,
+                                   n_head=2, bos_token_id=50256, eos_token_id=50256)
+  model = transformers.GPT2LMHeadModel(config).eval()
+  path = tmp_path_factory.mktemp("tiny_gpt2")
+  model.save_pretrained(path)
+  cfg, params = hf_gpt2.import_hf(path)
+  return model, cfg, params
+
+
+@pytest.fixture
+def bpe(shared_data):
+  return tokenizers.GPT2BPE.from_dir(shared_data / "gpt2_bpe")
+
+
+def _torch_scores(model, requests):
+  """(summed target log-prob, all targets argmax) per request, straight from transformers."""
+  import torch  # pylint: disable=import-outside-toplevel
+  sums, greedy = [], []
+  with torch.no_grad():
+    for request in requests:
+      ids = torch.tensor(request.tokens[None].astype(np.int64))
+      logp = torch.log_softmax(model(ids[:, :-1]).logits[0].double(), dim=-1)
+      targets = ids[0, 1:]
+      picked = logp[torch.arange(len(targets)), targets][-request.num_targets:]
+      sums.append(picked.sum().item())
+      greedy.append(bool((logp.argmax(-1) == targets)[-request.num_targets:].all()))
+  return np.array(sums), np.array(greedy)
+
+
+def test_lambada_loglikelihoods_equal_transformers(tiny_hf, bpe, shared_data):
+  model, cfg, params = tiny_hf
+  with open(shared_data / "lambada" / "lambada_test.jsonl") as f:
+    passages = [json.loads(next(f))["text"] for _ in range(6)]
+  requests = zero_shot.lambada_requests(bpe, passages)
+  assert all(r.tokens[0] == bpe.eot_id for r in requests)
+  last_words = [bpe.decode(r.tokens[-r.num_targets:].tolist()) for r in requests]
+  assert last_words == [" " + p.rsplit(" ", 1)[1] for p in passages]
+  scores = scoring.Scorer(cfg, params, batch_size=4).score(requests, with_greedy=True)
+  expected, greedy = _torch_scores(model, requests)
+  np.testing.assert_allclose(scores.logprob, expected, rtol=1e-4)
+  assert scores.greedy.tolist() == greedy.tolist()
+
+
+def test_wikitext2_windows_equal_transformers(tiny_hf, bpe, shared_data):
+  model, cfg, params = tiny_hf
+  lines = (shared_data / "wikitext2" / "wiki.test.tokens").read_text().split("\n")[:12]
+  ids = zero_shot.corpus_ids(bpe, lines, detokenize.wikitext)
+  requests = lm_metrics.sliding_windows(zero_shot.with_bos(bpe, ids), 128, 48)
+  assert sum(r.num_targets for r in requests) == len(ids) and len(requests) > 2
+  scores = scoring.Scorer(cfg, params, batch_size=3).score(requests)
+  np.testing.assert_allclose(scores.logprob, _torch_scores(model, requests)[0], rtol=1e-4)
+
+
+def test_stop_word_mask(bpe):
+  mask = zero_shot.stop_word_mask(bpe, 50304)
+  for word in (" the", " The", " and", " of"):
+    assert mask[bpe.encode(word)[0]], word
+  for text in ("the", " cat", " London"):
+    assert not mask[bpe.encode(text)[0]], text
+  assert not mask[50257:].any() and not mask[bpe.eot_id]
+
+
+@pytest.fixture
+def manual_root(tmp_path_factory, shared_data):
+  """Real LAMBADA, WikiText-2 and PTB; upstream-format fixtures for the absent datasets."""
+  root = tmp_path_factory.mktemp("manual")
+  for name in ("lambada", "wikitext2", "ptb"):
+    (root / name).symlink_to(shared_data / name)
+  for name in ("cbt", "enwik8", "text8", "wikitext103", "lm1b"):
+    (root / name).symlink_to(FIXTURES / name)
+  return root
+
+
+def _config(tmp_path_factory, manual_root, **zero_shot_cfg):
+  cfg = gpt2_config.get_config("tiny")
+  cfg.data.data_dir = str(tmp_path_factory.getbasetemp() / "zero_shot_tfds")
+  cfg.zero_shot.update(manual_dir=str(manual_root), context=64, stride=32, batch_size=4,
+                       max_examples=8, max_bytes=300, **zero_shot_cfg)
+  return cfg
+
+
+def test_run_writes_summary_and_table3_report(tiny_hf, bpe, manual_root, tmp_path,
+                                              tmp_path_factory):
+  _, model_cfg, params = tiny_hf
+  cfg = _config(tmp_path_factory, manual_root)
+  summary = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="tiny random")
+  assert set(summary) == set(zero_shot.DATASETS)
+  assert json.loads((tmp_path / "summary.json").read_text()) == summary
+  lambada = summary["lambada"]
+  assert lambada["num_examples"] == 8 and lambada["ppl"] > 1
+  assert 0 <= lambada["acc_stopword_filter"] <= 1 and 0 <= lambada["acc"] <= 1
+  assert summary["cbt_cn"]["num_examples"] == 3  # The fixture's three questions.
+  # No NE fixture: the cell says so and the note gives the command that fetches the file.
+  assert "cbtest_NE_test_2500ex.txt" in summary["cbt_ne"]["needs_data"]
+  for name, lines in (("wikitext2", 8), ("ptb", 8), ("wikitext103", 8), ("1bw", 3)):
+    result = summary[name]
+    assert result["num_lines"] == lines, name
+    assert result["word_ppl"] > 1 and result["token_ppl"] > 1
+    # Both perplexities come from the same nats, over different counts.
+    assert np.log(result["word_ppl"]) * result["num_words"] == pytest.approx(result["nats"])
+    assert np.log(result["token_ppl"]) * result["num_tokens"] == pytest.approx(result["nats"])
+  ptb_lines = (manual_root / "ptb" / "ptb.test.txt").read_text().split("\n")[:8]
+  assert summary["ptb"]["num_words"] == lm_metrics.word_count(ptb_lines)
+  assert summary["enwik8"]["num_units"] == 100  # The fixture's 5% test split (< max_bytes).
+  assert summary["text8"]["num_units"] == 50
+  assert summary["enwik8"]["bpb"] == pytest.approx(
+      summary["enwik8"]["nats"] / np.log(2) / 100)
+  report = (tmp_path / "report.md").read_text()
+  header = next(line for line in report.splitlines() if line.startswith("| Model |"))
+  assert [h[0] for h in table3.COLUMNS] == header.split(" | ")[1:len(table3.COLUMNS) + 1]
+  row = next(line for line in report.splitlines() if line.startswith("| tiny random |"))
+  cells = row.strip("| ").split(" | ")
+  assert cells[4] == "needs data" and cells[2] == f"{100 * lambada['acc_stopword_filter']:.2f}"
+  assert "| GPT-2 1542M (paper) | 8.63 | 63.24 | 93.30 | 89.05 | 18.34 | 35.76 | 0.93 | " \
+      "0.98 | 17.48 | 42.16 |" in report
+  assert summary["cbt_ne"]["needs_data"] in report
+
+  # A second model into the same directory adds its row; summary.json is that model's.
+  cfg.zero_shot.datasets = "ptb"
+  second = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="second")
+  assert set(second) == {"ptb"} and second["ptb"]["nats"] == pytest.approx(summary["ptb"]["nats"])
+  report = (tmp_path / "report.md").read_text()
+  assert "| tiny random |" in report and "| second |" in report
+  second_row = next(line for line in report.splitlines() if line.startswith("| second |"))
+  assert "not run" in second_row
+
+
+def test_missing_data_is_reported_not_invented(tiny_hf, bpe, tmp_path, tmp_path_factory):
+  _, model_cfg, params = tiny_hf
+  cfg = _config(tmp_path_factory, tmp_path / "empty", datasets="enwik8,1bw")
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  summary = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path / "out")
+  assert summary["enwik8"]["needs_data"] == (
+      f"mkdir -p {tmp_path}/empty/enwik8 && curl -L -o /tmp/enwik8.zip "
+      f"http://mattmahoney.net/dc/enwik8.zip && unzip -o -j /tmp/enwik8.zip enwik8 "
+      f"-d {tmp_path}/empty/enwik8")
+  assert "--strip-components=1 1-billion-word-language-modeling-benchmark-r13output/" \
+      "heldout-monolingual.tokenized.shuffled" in summary["1bw"]["needs_data"]
+  assert (tmp_path / "out" / "report.md").read_text().count("needs data") == 2
+
+
+def test_bad_input_is_a_clear_error(tiny_hf, bpe, tmp_path, tmp_path_factory):
+  _, model_cfg, params = tiny_hf
+  cfg = _config(tmp_path_factory, tmp_path, datasets="lambada,wikitext3")
+  with pytest.raises(ValueError, match=r"unknown zero_shot.datasets \['wikitext3'\]"):
+    zero_shot.run(cfg, model_cfg, params, bpe, tmp_path)
+  with pytest.raises(ValueError, match="passage 1 has no last word"):
+    zero_shot.lambada_requests(bpe, ["a fine passage", "nospace"])
+
+
+def test_bench_zero_shot_matches_transformers(shared_data, tmp_path):
+  """bench --what=zero_shot times both on the same windows and weights, which must agree."""
+  pytest.importorskip("transformers")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["LINEAGE_MANUAL_DIR"] = str(shared_data)
+  args = ["--config=configs/gpt2.py:tiny", "--config.model.num_layers=1",
+          "--config.model.embed_dim=32", "--config.model.num_heads=2",
+          "--config.model.mlp_dim=64", "--config.model.context=64",
+          "--config.model.vocab_size=50257", f"--config.data.data_dir={tmp_path}",
+          "--what=zero_shot", "--batch=2", "--steps=2", "--warmup=1"]
+  done = subprocess.run([sys.executable, "-m", "experiments.bench", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result["windows"] == 4 and result["tokens"] == 4 * 64
+  assert result["tokens_per_sec"] > 0 and result["hf_tokens_per_sec"] > 0
+  assert result["max_abs_logprob_difference"] < 1e-3
