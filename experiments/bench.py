@@ -16,16 +16,15 @@
       --config.model.vocab_size=50257 --batch=4 --steps=4 --warmup=1
 The model, optimizer and step come from the same builders as training
 (lineage.train.lm.build, lineage.train.loop.build_trainer, lineage.sample.Decoder),
-so a number here is what a run would get. Warm-up calls absorb compilation; the
+so a number here is what a run would get; the attention and zero-shot benchmarks live in
+lineage/bench/. Warm-up calls absorb compilation; the
 timed calls each end with block_until_ready, and medians resist the noise of a
 shared machine. The last stdout line is one JSON object, for scripts to parse.
 """
 
-import functools
 import json
 import statistics
 import sys
-import time
 
 import flax.linen as nn
 import jax
@@ -35,11 +34,10 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs import gpt2 as gpt2_config
-from kernels import flash_attention_mgpu, ops
 from lineage import sample as sample_lib
-from lineage.data import builders, tokenizers
-from lineage.eval import detokenize, lm_metrics, scoring, zero_shot
-from lineage.interop import hf_gpt2
+from lineage.bench import attention as attention_bench
+from lineage.bench import timing
+from lineage.bench import zero_shot as zero_shot_bench
 from lineage.models import gpt
 from lineage.train import lm, loop, memory, sharding
 from lineage.train import metrics as metrics_lib
@@ -67,18 +65,6 @@ flags.DEFINE_bool("compile", False, "memory: also compile the train step for act
                   "temporary memory (needs as many local devices as the mesh).")
 
 
-def _timed(fn, steps, warmup):
-  """Seconds of each of `steps` calls fn(i) after `warmup` untimed ones."""
-  for i in range(warmup):
-    jax.block_until_ready(fn(i))
-  seconds = []
-  for i in range(warmup, warmup + steps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(i))
-    seconds.append(time.perf_counter() - start)
-  return seconds
-
-
 def random_batches(cfg, count, seed):
   """`count` batches of uniformly random tokens, the shape training would feed."""
   rng = np.random.default_rng(seed)
@@ -102,7 +88,7 @@ def bench_train_step(cfg, steps, warmup, seed=0):
       nonlocal state
       state, metrics = trainer.train_step(state, batches[i % len(batches)])
       return state, metrics
-    seconds = statistics.median(_timed(step, steps, warmup))
+    seconds = statistics.median(timing.timed(step, steps, warmup))
   tokens_per_sec = task.tokens_per_batch / seconds
   model_flops = tokens_per_sec * task.flops_per_token
   return {"what": "train_step", "tokens_per_sec": tokens_per_sec,
@@ -126,7 +112,7 @@ def bench_decode(cfg, prompt_len, new_tokens, batch, steps, warmup, seed=0):
   generated = generate(0)
   if any(len(c) != new_tokens for c in generated):
     raise RuntimeError("a sequence stopped early; the benchmark expects no stop tokens")
-  seconds = statistics.median(_timed(generate, steps, warmup))
+  seconds = statistics.median(timing.timed(generate, steps, warmup))
   return {"what": "decode", "new_tokens_per_sec": batch * new_tokens / seconds,
           "batch": batch, "prompt_len": prompt_len, "new_tokens": new_tokens,
           "generate_seconds_median": seconds, "backend": jax.default_backend()}
@@ -135,76 +121,11 @@ def bench_decode(cfg, prompt_len, new_tokens, batch, steps, warmup, seed=0):
 def bench_data(cfg, steps, warmup):
   """Tokens/s the training input pipeline delivers (tokenize, pack, batch) for the config."""
   train_data = lm.build(cfg).task.train_data
-  seconds = _timed(lambda i: next(train_data), steps, warmup)
+  seconds = timing.timed(lambda i: next(train_data), steps, warmup)
   tokens = cfg.train.batch_size * cfg.data.seq_len
   return {"what": "data", "tokens_per_sec": tokens / statistics.median(seconds),
           "batch_seconds_median": statistics.median(seconds), "dataset": cfg.data.name,
           "tokenizer": cfg.data.tokenizer, "worker_count": cfg.data.worker_count}
-
-
-def _attention_grads(implementation):
-  """Jitted forward+backward of causal attention, the work one training layer does.
-
-  "pallas:QxKV" is the Mosaic GPU kernel with block_q=Q, block_kv=KV, for tuning.
-  """
-  attend = functools.partial(ops.attention, implementation=implementation)
-  if implementation.startswith("pallas:"):
-    block_q, block_kv = (int(n) for n in implementation.split(":")[1].split("x"))
-    attend = functools.partial(flash_attention_mgpu.flash_attention_mgpu, block_q=block_q,
-                               block_kv=block_kv)
-
-  def loss(q, k, v):
-    return attend(q, k, v, causal=True).astype(jnp.float32).sum()
-  return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
-
-
-def _relative_error(got, want):
-  """max |got - want| / max |want| over the gradients, in fp32."""
-  return max(float(jnp.abs(g.astype(jnp.float32) - w).max() / jnp.abs(w).max())
-             for g, w in zip(got, want))
-
-
-def bench_attention(cfg, seq_lens, batch, steps, warmup, seed=0, head_dims=(), pallas_tiles=()):
-  """Forward+backward time, TFLOP/s, compiled temporaries and error per implementation.
-
-  Heads and dtype are the config's model's; head sizes too unless `head_dims`
-  is given. Implementations: xla everywhere, pallas on TPU and on CPU (interpret
-  mode, so slow) and on GPU in half precision (the Mosaic GPU kernel), cudnn on
-  GPU in half precision. Each is checked against the fp32 xla gradients first.
-  FLOPs count the causal half of the four attention matmuls, forward plus a
-  backward of 2.5 forwards (FlashAttention's convention).
-  """
-  model_cfg = lm.model_config(cfg)
-  dtype = jnp.dtype(model_cfg.dtype)
-  backend = jax.default_backend()
-  implementations = ["xla"]
-  if backend in ("cpu", "tpu") or (backend == "gpu" and dtype in (jnp.float16, jnp.bfloat16)):
-    implementations.append("pallas")
-  if backend == "gpu" and dtype in (jnp.float16, jnp.bfloat16):
-    implementations += [f"pallas:{tiles}" for tiles in pallas_tiles] + ["cudnn"]
-  rows = []
-  for head_dim in head_dims or [model_cfg.head_dim]:
-    for seq_len in seq_lens:
-      shape = (batch, seq_len, model_cfg.num_heads, head_dim)
-      q, k, v = (jax.random.normal(key, shape).astype(dtype)
-                 for key in jax.random.split(jax.random.PRNGKey(seed), 3))
-      exact = _attention_grads("xla")(*(t.astype(jnp.float32) for t in (q, k, v)))
-      flops = 3.5 * 4 * batch * model_cfg.num_heads * seq_len * seq_len * head_dim / 2
-      for implementation in implementations:
-        try:
-          compiled = _attention_grads(implementation).lower(q, k, v).compile()
-        except NotImplementedError as unsupported:  # e.g. the GPU kernel's head_dim % 64
-          logging.warning("skipping %s: %s", implementation, unsupported)
-          continue
-        error = _relative_error(compiled(q, k, v), exact)
-        seconds = statistics.median(_timed(lambda i: compiled(q, k, v), steps, warmup))
-        rows.append({"implementation": implementation, "seq_len": seq_len,
-                     "head_dim": head_dim, "seconds_median": seconds,
-                     "tflops_per_sec": flops / seconds / 1e12, "grad_rel_error": error,
-                     "temp_bytes": compiled.memory_analysis().temp_size_in_bytes})
-      del exact
-  return {"what": "attention", "backend": backend, "batch": batch,
-          "heads": model_cfg.num_heads, "dtype": dtype.name, "causal": True, "results": rows}
 
 
 def bench_memory(cfg, meshes, model_preset=None, compile=False):
@@ -223,75 +144,6 @@ def bench_memory(cfg, meshes, model_preset=None, compile=False):
           "mu_dtype": cfg.train.mu_dtype or "float32", "results": rows}
 
 
-def _wikitext2_windows(cfg, tokenizer, context, count):
-  """The first `count` zero-shot scoring windows of WikiText-2 test, as Table 3 scores them."""
-  lines = [r["text"].decode() for r in builders.load(
-      "wikitext2", "test", data_dir=cfg.data.data_dir or None,
-      manual_dir=cfg.data.manual_dir or None)]
-  ids = zero_shot.corpus_ids(tokenizer, lines, detokenize.wikitext)
-  stride = cfg.zero_shot.stride or context // 2
-  windows = lm_metrics.sliding_windows(zero_shot.with_bos(tokenizer, ids), context, stride)
-  if len(windows) < count:
-    raise ValueError(f"WikiText-2 test has {len(windows)} windows of {context}; ask for fewer")
-  return windows[:count]
-
-
-def _hf_window_logprobs(model, windows, batch):
-  """Summed target log-probs per window with a plain transformers forward loop."""
-  import torch  # pylint: disable=import-outside-toplevel
-  sums = []
-  with torch.no_grad():
-    for first in range(0, len(windows), batch):
-      rows = windows[first:first + batch]
-      length = max(len(w.tokens) for w in rows) - 1
-      inputs = torch.zeros((len(rows), length), dtype=torch.long)
-      targets, weights = torch.zeros_like(inputs), torch.zeros(inputs.shape)
-      for row, window in enumerate(rows):
-        n = len(window.tokens) - 1
-        inputs[row, :n] = torch.from_numpy(window.tokens[:-1].astype(np.int64))
-        targets[row, :n] = torch.from_numpy(window.tokens[1:].astype(np.int64))
-        weights[row, n - window.num_targets:n] = 1.0
-      logp = torch.log_softmax(model(inputs).logits, dim=-1)
-      sums.extend(((logp.gather(-1, targets[..., None])[..., 0]) * weights).sum(-1).tolist())
-  return np.array(sums)
-
-
-def bench_zero_shot(cfg, batch, steps, warmup, seed=0):
-  """Zero-shot scoring tokens/s: our jitted Scorer against a transformers GPT2LMHeadModel
-  forward loop (eval mode, no_grad) on the same WikiText-2 windows and the same weights."""
-  import tempfile  # pylint: disable=import-outside-toplevel
-  import torch  # pylint: disable=import-outside-toplevel
-  import transformers  # pylint: disable=import-outside-toplevel
-  model_cfg = lm.model_config(cfg)
-  tokenizer = tokenizers.make_tokenizer("gpt2", vocab_dir=cfg.data.vocab_dir or None)
-  context = cfg.zero_shot.context or model_cfg.context
-  windows = _wikitext2_windows(cfg, tokenizer, context, batch * steps)
-  tokens = sum(len(w.tokens) - 1 for w in windows)
-  init = lambda rng: nn.unbox(gpt.GPT(model_cfg).init(rng, jnp.zeros((1, 8), jnp.int32))["params"])
-  params = jax.jit(init)(jax.random.PRNGKey(seed))
-  scorer = scoring.Scorer(model_cfg, params, batch_size=batch, max_len=context,
-                          valid_vocab=tokenizer.vocab_size)
-  for _ in range(warmup):  # Compiles both shapes: the first window scores all its tokens.
-    scorer.score(windows[:batch] + windows[-batch:])
-  start = time.perf_counter()
-  our_sums = scorer.score(windows).logprob
-  ours = time.perf_counter() - start
-  with tempfile.TemporaryDirectory() as hf_dir:
-    hf_gpt2.export_hf(model_cfg, params, hf_dir, eot_id=tokenizer.eot_id)
-    hf_model = transformers.GPT2LMHeadModel.from_pretrained(hf_dir).eval()
-  for _ in range(warmup):
-    _hf_window_logprobs(hf_model, windows[:batch], batch)
-  start = time.perf_counter()
-  hf_sums = _hf_window_logprobs(hf_model, windows, batch)
-  theirs = time.perf_counter() - start
-  difference = float(np.abs(our_sums - hf_sums).max())
-  return {"what": "zero_shot", "tokens_per_sec": tokens / ours,
-          "hf_tokens_per_sec": tokens / theirs, "speedup": theirs / ours, "tokens": tokens,
-          "windows": len(windows), "context": context, "batch": batch,
-          "max_abs_logprob_difference": difference, "torch_threads": torch.get_num_threads(),
-          "backend": jax.default_backend()}
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -308,7 +160,7 @@ def main(argv):
     print(f"{result['tokens_per_sec']:,.0f} tok/s from the {cfg.data.name} pipeline "
           f"({cfg.data.tokenizer} tokenizer, {cfg.data.worker_count} workers)")
   elif FLAGS.what == "attention":
-    result = bench_attention(cfg, [int(n) for n in FLAGS.seq_lens], FLAGS.batch, FLAGS.steps,
+    result = attention_bench.bench_attention(cfg, [int(n) for n in FLAGS.seq_lens], FLAGS.batch, FLAGS.steps,
                              FLAGS.warmup, FLAGS.seed, [int(n) for n in FLAGS.head_dims],
                              FLAGS.pallas_tiles)
     cudnn = {(r["seq_len"], r["head_dim"]): r for r in result["results"]
@@ -331,7 +183,7 @@ def main(argv):
       print(f"{row['mesh']:<10} {gib(row['params_bytes']):>7} {gib(row['optimizer_bytes']):>10} "
             f"{gib(row['temp_bytes']):>12}")
   elif FLAGS.what == "zero_shot":
-    result = bench_zero_shot(cfg, FLAGS.batch, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
+    result = zero_shot_bench.bench_zero_shot(cfg, FLAGS.batch, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
     print(f"zero-shot scoring of {result['windows']} WikiText-2 windows of {result['context']}: "
           f"ours {result['tokens_per_sec']:,.0f} tok/s, transformers "
           f"{result['hf_tokens_per_sec']:,.0f} tok/s, ratio {result['speedup']:.2f}x "

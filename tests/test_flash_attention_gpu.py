@@ -174,13 +174,13 @@ def test_ops_pallas_on_gpu_lowers_to_the_mosaic_kernel(monkeypatch):
 
 
 def test_bench_attention_reports_tflops_and_gradient_error():
-  """experiments/bench.py --what=attention on CPU: every row checked against fp32 xla."""
+  """bench --what=attention on CPU: every row checked against fp32 xla."""
   if jax.default_backend() == "gpu":
     pytest.skip("experiments/gpu_check.sh runs the bench itself, at the acceptance sizes")
   from configs import gpt2 as gpt2_config
-  from experiments import bench
+  from lineage.bench import attention as attention_bench
   cfg = gpt2_config.get_config("tiny")
-  result = bench.bench_attention(cfg, [32], batch=1, steps=1, warmup=1, head_dims=[8])
+  result = attention_bench.bench_attention(cfg, [32], batch=1, steps=1, warmup=1, head_dims=[8])
   rows = result["results"]
   assert [(r["implementation"], r["head_dim"]) for r in rows] == [("xla", 8), ("pallas", 8)]
   for row in rows:
