@@ -80,11 +80,12 @@ def get_config(preset="tiny"):
   # GPT-2's zero-shot Table 3 (lineage.eval.zero_shot). datasets: comma-separated keys of
   # zero_shot.DATASETS; context 0 = the model's; stride 0 = context // 2; max_examples caps
   # passages, questions or lines and max_bytes the enwik8/text8 test bytes (0: all) for quick
-  # runs; manual_dir: root of the upstream files ("" = $LINEAGE_MANUAL_DIR).
+  # runs; manual_dir: root of the upstream files ("" = $LINEAGE_MANUAL_DIR); detokenize=False
+  # scores the benchmarks' own tokenization instead of the invertible detokenizers' prose.
   c.zero_shot = ml_collections.ConfigDict(dict(
       datasets="lambada,cbt_cn,cbt_ne,wikitext2,ptb,enwik8,text8,wikitext103,1bw",
       context=0, stride=0, batch_size=8, max_examples=0, max_bytes=0, manual_dir="",
-      lambada_normalize_quotes=False))
+      lambada_normalize_quotes=False, detokenize=True))
 
   if preset == "tiny":
     c.model = _model(gpt.GPTConfig(vocab_size=257, context=128, num_layers=4, num_heads=4,

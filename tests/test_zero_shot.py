@@ -151,6 +151,13 @@ def test_run_writes_summary_and_table3_report(tiny_hf, bpe, manual_root, tmp_pat
   second_row = next(line for line in report.splitlines() if line.startswith("| second |"))
   assert "not run" in second_row
 
+  # The detokenizer ablation scores PTB's own tokenization: other text, same word count.
+  cfg.zero_shot.detokenize = False
+  raw = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="raw")
+  assert raw["ptb"]["num_words"] == summary["ptb"]["num_words"]
+  assert raw["ptb"]["num_tokens"] != summary["ptb"]["num_tokens"]
+  assert '"detokenize": false' in (tmp_path / "report.md").read_text()
+
 
 def test_missing_data_is_reported_not_invented(tiny_hf, bpe, tmp_path, tmp_path_factory):
   _, model_cfg, params = tiny_hf

@@ -185,7 +185,9 @@ def _capped(records, limit):
 def evaluate(name, source, scorer, tokenizer, zs_cfg, context, stride):
   """One dataset's metrics from its test source."""
   kind = DATASETS[name].kind
-  detokenizer = detokenize.DETOKENIZERS[DATASETS[name].detokenizer]
+  # detokenize=False is the paper's ablation: the benchmark's own tokenization, as is.
+  detokenizer = detokenize.DETOKENIZERS[
+      DATASETS[name].detokenizer if zs_cfg.get("detokenize", True) else "identity"]
   if kind == "lambada":
     passages = [_text(r["text"]) for r in _capped(source, zs_cfg.max_examples)]
     return lambada(scorer, tokenizer, passages, zs_cfg.lambada_normalize_quotes)
@@ -230,6 +232,6 @@ def run(cfg, model_cfg, params, tokenizer, out_dir, model_name="model"):
     summary[name]["seconds"] = time.perf_counter() - start
     logging.info("zero-shot %s: %s", name, summary[name])
   settings = {"context": context, "stride": stride, "max_examples": zs.max_examples,
-              "max_bytes": zs.max_bytes}
+              "max_bytes": zs.max_bytes, "detokenize": zs.get("detokenize", True)}
   table3.write(out_dir, model_name, summary, settings)
   return summary
