@@ -9,7 +9,7 @@ adjectives, verbs, verdicts, star ratings), negations of the opposite polarity
 ("not bad"), and a minority of opposite-polarity phrases in mixed sentences,
 all among distractors independent of the label (product, brand, aspect, length,
 neutral sentences, negations with no sentiment). The verdict sits anywhere and
-half the reviews end on a neutral sentence, so the label is not in the last
+a third of the reviews end on a neutral sentence, so the label is not in the last
 bytes either: a model must carry it through the review.
 
 `sentiment_score` reads text with the same lexicon and negation rule the
@@ -22,17 +22,11 @@ import re
 import numpy as np
 
 POSITIVE_ADJECTIVES = (
-    "great", "excellent", "wonderful", "fantastic", "superb", "amazing", "outstanding",
-    "brilliant", "lovely", "perfect", "solid", "reliable", "impressive", "delightful",
-    "terrific", "good", "nice", "pleasant", "sturdy", "flawless", "gorgeous", "smooth",
-    "comfortable", "charming", "beautiful", "splendid", "marvelous", "fabulous", "exceptional",
-    "remarkable", "elegant", "dependable")
+    "great", "excellent", "wonderful", "fantastic", "superb", "amazing", "brilliant", "lovely",
+    "perfect", "solid", "reliable", "impressive", "good", "nice", "sturdy", "beautiful")
 NEGATIVE_ADJECTIVES = (
     "terrible", "awful", "horrible", "poor", "bad", "dreadful", "disappointing", "flimsy",
-    "useless", "broken", "mediocre", "lousy", "shoddy", "defective", "unreliable", "annoying",
-    "frustrating", "pathetic", "miserable", "clumsy", "ugly", "uncomfortable", "faulty",
-    "worthless", "dismal", "subpar", "inferior", "atrocious", "abysmal", "rubbish", "awkward",
-    "fragile")
+    "useless", "broken", "mediocre", "lousy", "shoddy", "defective", "annoying", "ugly")
 POSITIVE_VERBS = ("love", "adore", "enjoy", "really love", "absolutely love", "appreciate")
 NEGATIVE_VERBS = ("hate", "dislike", "really hate", "absolutely hate", "despise", "resent")
 VERB_LEXICON = {"love": 1.0, "adore": 1.0, "enjoy": 1.0, "appreciate": 1.0,
@@ -90,6 +84,11 @@ OPENERS = ("overall, ", "in short, ", "bottom line: ", "to sum up, ", "", "", ""
 LEAD_INS = ("to be fair, ", "as far as i can tell, ", "after a few days, ",
             "for what it is worth, ", "compared to my old one, ", "if you ask me, ",
             "from the first day, ", "as my {person} pointed out, ")
+
+
+# Mood without a lexicon word: the writer's tone, shared by the whole review.
+HAPPY_LEAD_INS = ("happily, ", "luckily, ", "to my delight, ", "thankfully, ", "as hoped, ")
+SAD_LEAD_INS = ("sadly, ", "unfortunately, ", "to my dismay, ", "alas, ", "as feared, ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,9 +187,13 @@ def _filler(rng, product):
   ))
 
 
-def _lead_in(rng):
-  if rng.random() < 0.35:
+def _lead_in(rng, polarity):
+  """A neutral lead-in, or one that carries the review's mood without a lexicon hit."""
+  draw = rng.random()
+  if draw < 0.25:
     return _pick(rng, LEAD_INS).format(person=_pick(rng, PEOPLE))
+  if draw < 0.45:
+    return _pick(rng, HAPPY_LEAD_INS if polarity else SAD_LEAD_INS)
   return ""
 
 
@@ -204,7 +207,9 @@ def _intro(rng, product, brand):
 
 
 _KINDS = ("opinion", "negated", "filler", "mixed", "minority")
-_KIND_PROBABILITIES = (0.35, 0.15, 0.25, 0.1, 0.15)
+# Most sentences voice the writer's mood, as in real reviews: that is what makes knowing the
+# sentiment pay off for next-byte prediction, the pressure under which the unit emerges.
+_KIND_PROBABILITIES = (0.62, 0.12, 0.16, 0.05, 0.05)
 _MAJORITY_KINDS = ("opinion", "negated")
 
 
@@ -229,10 +234,11 @@ def _review(rng, label):
       "mixed": lambda: _mixed(rng, label, product, aspect),
       "minority": lambda: _single_opinion(rng, 1 - label, product, aspect),
   }
-  body = [_lead_in(rng) + writers[kind]() for kind in _body_kinds(rng, int(rng.integers(1, 7)))]
+  body = [_lead_in(rng, label if kind != "minority" else 1 - label) + writers[kind]()
+          for kind in _body_kinds(rng, int(rng.integers(1, 7)))]
   body.insert(int(rng.integers(0, len(body) + 1)), _verdict(rng, label))
   sentences = [_intro(rng, product, brand)] + body
-  if rng.random() < 0.5:
+  if rng.random() < 0.3:
     sentences.append(_pick(rng, CLOSERS).format(brand=brand, product=product,
                                                color=_pick(rng, COLORS), person=_pick(rng, PEOPLE)))
   text = " ".join(s[0].upper() + s[1:] for s in sentences)

@@ -29,6 +29,8 @@ class SyntheticReviews(base.Builder):
   """Synthetic product reviews with a latent binary sentiment."""
 
   name = "synthetic_reviews"
+  # 1.1.0: most sentences voice the mood, some through mood-only lead-ins ("sadly, ").
+  VERSION = tfds.core.Version("1.1.0")
   BUILDER_CONFIGS = [config(10000, 0)]
 
   def _features(self):
