@@ -111,7 +111,7 @@ def test_run_writes_summary_and_table3_report(tiny_hf, bpe, manual_root, tmp_pat
   _, model_cfg, params = tiny_hf
   cfg = _config(tmp_path_factory, manual_root)
   summary = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="tiny random")
-  assert set(summary) == set(zero_shot.DATASETS)
+  assert set(summary) == set(zero_shot.DATASETS) - {"synthetic_text"}  # The config's list.
   assert json.loads((tmp_path / "summary.json").read_text()) == summary
   lambada = summary["lambada"]
   assert lambada["num_examples"] == 8 and lambada["ppl"] > 1
@@ -171,6 +171,20 @@ def test_missing_data_is_reported_not_invented(tiny_hf, bpe, tmp_path, tmp_path_
   assert "--strip-components=1 1-billion-word-language-modeling-benchmark-r13output/" \
       "heldout-monolingual.tokenized.shuffled" in summary["1bw"]["needs_data"]
   assert (tmp_path / "out" / "report.md").read_text().count("needs data") == 2
+
+
+def test_embedded_corpus_needs_no_download(tiny_hf, bpe, tmp_path, tmp_path_factory):
+  """synthetic_text is generated, so it is scored even with an empty manual directory."""
+  _, model_cfg, params = tiny_hf
+  cfg = _config(tmp_path_factory, tmp_path / "empty", datasets="synthetic_text,ptb")
+  cfg.zero_shot.max_examples = 4
+  cfg.data.data_dir = str(tmp_path / "tfds")
+  summary = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path / "out")
+  assert summary["synthetic_text"]["num_lines"] == 4
+  assert summary["synthetic_text"]["word_ppl"] > 1 and "needs_data" in summary["ptb"]
+  row = next(line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
+             if line.startswith("| model |"))
+  assert row.strip("| ").split(" | ")[-1] == f"{summary['synthetic_text']['word_ppl']:.2f}"
 
 
 def test_bad_input_is_a_clear_error(tiny_hf, bpe, tmp_path, tmp_path_factory):

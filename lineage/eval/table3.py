@@ -20,12 +20,13 @@ COLUMNS = (
     ("WikiText103 PPL", "wikitext103", "word_ppl", False),
     ("1BW PPL", "1bw", "word_ppl", False),
 )
-# Extra columns after the paper's: the LAMBADA accuracy without the stop-word filter, and
-# perplexities per BPE token.
+# Extra columns after the paper's: the LAMBADA accuracy without the stop-word filter,
+# perplexities per BPE token, and the embedded corpus (word perplexity of its test split).
 EXTRA_COLUMNS = (
     ("LAMBADA ACC (no filter)", "lambada", "acc", True),
     ("WikiText2 tok PPL", "wikitext2", "token_ppl", False),
     ("PTB tok PPL", "ptb", "token_ppl", False),
+    ("synthetic_text PPL", "synthetic_text", "word_ppl", False),
 )
 # Radford et al. 2019, Table 3, as printed.
 PAPER_ROWS = {
