@@ -281,22 +281,27 @@ def _backward(cfg, q, k, v, segment_ids, out, lse, do):
   return back(dq), back(dk), back(dv)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _flash(cfg, q, k, v, segment_ids):
-  return _forward(cfg, q, k, v, segment_ids)[0]
+def flash_custom_vjp(forward, backward):
+  """Differentiable attention from flash kernels: forward(cfg, q, k, v, segment_ids) ->
+  (out, lse) and backward(cfg, q, k, v, segment_ids, out, lse, do) -> (dq, dk, dv). Only the
+  output and the log-sum-exp are saved, so memory stays linear in sequence length. Shared
+  by this module and the Mosaic GPU kernels."""
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+  def flash(cfg, q, k, v, segment_ids):
+    return forward(cfg, q, k, v, segment_ids)[0]
+
+  def flash_fwd(cfg, q, k, v, segment_ids):
+    out, lse = forward(cfg, q, k, v, segment_ids)
+    return out, (q, k, v, segment_ids, out, lse)
+
+  def flash_bwd(cfg, residuals, do):
+    return (*backward(cfg, *residuals, do), None)
+
+  flash.defvjp(flash_fwd, flash_bwd)
+  return flash
 
 
-def _flash_fwd(cfg, q, k, v, segment_ids):
-  out, lse = _forward(cfg, q, k, v, segment_ids)
-  return out, (q, k, v, segment_ids, out, lse)
-
-
-def _flash_bwd(cfg, residuals, do):
-  q, k, v, segment_ids, out, lse = residuals
-  return (*_backward(cfg, q, k, v, segment_ids, out, lse, do), None)
-
-
-_flash.defvjp(_flash_fwd, _flash_bwd)
+_flash = flash_custom_vjp(_forward, _backward)
 
 
 def flash_attention(q, k, v, *, causal=True, segment_ids=None, local_window=None, block_q=128,

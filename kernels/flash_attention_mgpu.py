@@ -31,6 +31,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
+from kernels import flash_attention
+
 _LOG2E = math.log2(math.e)
 _MASKED = -1e30  # finite: a tile a row cannot see gives exp2(0) terms that alpha=0 later erases
 _SWIZZLE_BYTES = 128
@@ -388,23 +390,7 @@ def _backward(cfg, q, k, v, segment_ids, out, lse, do):
   return dq, dk, dv
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _flash(cfg, q, k, v, segment_ids):
-  return _forward(cfg, q, k, v, segment_ids)[0]
-
-
-def _flash_fwd(cfg, q, k, v, segment_ids):
-  out, lse = _forward(cfg, q, k, v, segment_ids)
-  return out, (q, k, v, segment_ids, out, lse)
-
-
-def _flash_bwd(cfg, residuals, do):
-  q, k, v, segment_ids, out, lse = residuals
-  dq, dk, dv = _backward(cfg, q, k, v, segment_ids, out, lse, do)
-  return dq, dk, dv, None
-
-
-_flash.defvjp(_flash_fwd, _flash_bwd)
+_flash = flash_attention.flash_custom_vjp(_forward, _backward)
 
 
 def flash_attention_mgpu(q, k, v, *, causal=True, segment_ids=None, local_window=None,
