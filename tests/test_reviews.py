@@ -50,11 +50,11 @@ def test_distractors_vary_independently_of_sentiment(many):
     group = [r for r in many if r.label == label]
     assert {r.product for r in group} == set(reviews.PRODUCTS)
     assert {r.aspect for r in group} == set(reviews.ASPECTS)
-    assert {len(re.findall(r"[.!] ", r.text)) for r in group} == set(range(2, 9))
+    assert {len(re.findall(r"[.!] ", r.text)) for r in group} == set(range(3, 11))
     opposite = reviews.NEGATIVE_ADJECTIVES if label else reviews.POSITIVE_ADJECTIVES
-    with_opposite = [r for r in group if set(r.text.lower().replace(",", " ").split()) &
+    with_opposite = [r for r in group if set(re.findall(r"[a-z]+", r.text.lower())) &
                      set(opposite)]
-    assert 0.2 < len(with_opposite) / len(group) < 0.8  # negations and mixed sentences
+    assert 0.2 < len(with_opposite) / len(group) < 0.8  # negations
   neutral_negations = [r for r in many if "i did not use the" in r.text.lower()]
   assert neutral_negations and {r.label for r in neutral_negations} == {0, 1}
 
@@ -62,7 +62,7 @@ def test_distractors_vary_independently_of_sentiment(many):
 @pytest.mark.parametrize("text, sign", [
     ("The price is good.", 1),
     ("The price is not good.", -1),
-    ("The price is not bad at all.", 1),
+    ("The price is not terrible at all.", 1),
     ("I would not recommend it.", -1),
     ("I have no complaints.", 1),
     ("It never let me down.", 1),
@@ -81,7 +81,7 @@ def test_sentiment_score(text, sign):
 
 
 def test_sentiment_score_mixes_and_reads_broken_bytes():
-  assert reviews.sentiment_score("The design is awful, but overall it is great and nice.") == (
+  assert reviews.sentiment_score("The design is dull, but overall it is great and nice.") == (
       pytest.approx(1 / 3))
   assert reviews.sentiment_score(b"\xff\xfe terrible \xc3") == -1.0
   with pytest.raises(TypeError, match="takes str"):

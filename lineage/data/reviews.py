@@ -1,16 +1,20 @@
 """Synthetic product reviews whose sentiment is a latent variable, and the lexicon that scores it.
 
 The sentiment neuron (Radford et al. 2017) appears because predicting the next
-byte of a review is easier once the model knows whether the review is positive:
-the writer's mood persists from sentence to sentence. These reviews have that
-property without a single giveaway token: each one draws its label first, then
-expresses it through many interchangeable words and phrases (dozens of
-adjectives, verbs, verdicts, star ratings), negations of the opposite polarity
-("not bad"), and a minority of opposite-polarity phrases in mixed sentences,
-all among distractors independent of the label (product, brand, aspect, length,
-neutral sentences, negations with no sentiment). The verdict sits anywhere and
-a third of the reviews end on a neutral sentence, so the label is not in the last
-bytes either: a model must carry it through the review.
+byte of a review is easier once the model knows how the writer feels: the mood
+persists from sentence to sentence. A tiny model on a CPU budget only finds that
+if it pays off often, so these reviews voice the mood in nearly every sentence.
+Each review draws a star rating first (1 or 2 stars: negative; 4 or 5: positive),
+then writes opinion words of that rating's strength ("superb" for five stars,
+"lovely" for four, "dull" for two, "dreadful" for one), a verdict
+("avoid it", "money well spent") and, sometimes, a mood-only lead-in ("sadly, ").
+
+No single token gives the label away: each opinion word is one of 48, verdicts
+one of 24, and the mood mixes with negations of the opposite polarity ("the
+price is not terrible at all"), among distractors independent of the label
+(product, brand, aspect, length from 4 to 11 sentences, neutral sentences,
+negations with no sentiment). The verdict sits anywhere, so the label is not in
+the last bytes: a model must carry it through the review.
 
 `sentiment_score` reads text with the same lexicon and negation rule the
 generator writes with, so it can score any text, model samples included.
@@ -21,35 +25,50 @@ import re
 
 import numpy as np
 
-POSITIVE_ADJECTIVES = (
-    "great", "excellent", "wonderful", "fantastic", "superb", "amazing", "brilliant", "lovely",
-    "perfect", "solid", "reliable", "impressive", "good", "nice", "sturdy", "beautiful")
-NEGATIVE_ADJECTIVES = (
-    "terrible", "awful", "horrible", "poor", "bad", "dreadful", "disappointing", "flimsy",
-    "useless", "broken", "mediocre", "lousy", "shoddy", "defective", "annoying", "ugly")
-POSITIVE_VERBS = ("love", "adore", "enjoy", "really love", "absolutely love", "appreciate")
-NEGATIVE_VERBS = ("hate", "dislike", "really hate", "absolutely hate", "despise", "resent")
-VERB_LEXICON = {"love": 1.0, "adore": 1.0, "enjoy": 1.0, "appreciate": 1.0,
-                "hate": -1.0, "dislike": -1.0, "despise": -1.0, "resent": -1.0}
-POSITIVE_VERDICTS = (
-    "i would recommend it to anyone", "highly recommended", "five stars", "four stars",
-    "worth every penny", "money well spent", "best purchase i have made this year",
-    "i would buy it again", "it exceeded my expectations", "it works like a charm",
-    "it never let me down", "i have no complaints", "a real bargain", "i am thrilled with it")
-NEGATIVE_VERDICTS = (
-    "i would not recommend it", "avoid it", "one star", "two stars", "a waste of money",
-    "save your money", "worst purchase i have made this year", "i would never buy it again",
-    "it did not meet my expectations", "i returned it after a week", "it fell apart in a month",
-    "it stopped working after two weeks", "it let me down", "i regret buying it")
-# Lexicon entries beyond the adjectives and verbs: words and phrases, verdicts included.
+# Opinion words by the strength of the rating they voice: a review uses its own rating's
+# words most and the other rating of the same polarity sometimes; the opposite polarity only
+# appears negated. Positive adjectives start with one set of letters (a b c e f g l n o p s),
+# negative ones with another (d h m r t u w): a tiny byte model can then note the mood from one
+# byte, and the unit emerges within a CPU budget (it still has to learn which letters, where,
+# and that the mood persists). The price: random units that integrate letters already separate
+# the labels a little, so the best unit at initialisation reaches about 0.68, not 0.5.
+ADJECTIVES = {
+    5: ("amazing", "brilliant", "excellent", "fantastic", "flawless", "outstanding", "perfect",
+        "superb", "stunning", "splendid", "exceptional", "fabulous"),
+    4: ("good", "great", "lovely", "nice", "neat", "solid", "sturdy", "pleasant", "fine",
+        "elegant", "charming", "capable"),
+    2: ("mediocre", "dull", "weak", "tacky", "tinny", "messy", "dated", "underwhelming",
+        "disappointing", "middling", "rough", "dodgy"),
+    1: ("terrible", "horrible", "dreadful", "useless", "ugly", "miserable", "defective",
+        "dismal", "wretched", "hopeless", "horrid", "worthless"),
+}
+# Verbs the generator does not write, in the lexicon so that model samples using them score.
+VERBS = {5: ("adore", "love", "absolutely love"), 4: ("enjoy", "appreciate", "value"),
+         2: ("dislike", "resent", "mistrust"), 1: ("hate", "detest", "despise")}
+VERDICTS = {
+    5: ("five stars", "highly recommended", "best purchase i have made this year",
+        "worth every penny", "it exceeded my expectations", "i am thrilled with it"),
+    4: ("four stars", "i would recommend it", "money well spent", "it works like a charm",
+        "i have no complaints", "a real bargain"),
+    2: ("two stars", "i would not recommend it", "it did not meet my expectations",
+        "it let me down", "save your money", "i returned it after a week"),
+    1: ("one star", "avoid it", "a waste of money", "worst purchase i have made this year",
+        "it fell apart in a month", "i regret buying it"),
+}
+RATINGS = {1: (4, 5), 0: (1, 2)}  # label -> the star ratings that voice it
+SAME_RATING = 0.75  # an opinion word of the review's own rating, else of its sibling rating
+POSITIVE_ADJECTIVES = ADJECTIVES[5] + ADJECTIVES[4]
+NEGATIVE_ADJECTIVES = ADJECTIVES[2] + ADJECTIVES[1]
+VERB_LEXICON = {**{verb: 1.0 for verb in VERBS[5] + VERBS[4]},
+                **{verb: -1.0 for verb in VERBS[2] + VERBS[1]}}
+# Lexicon entries beyond the adjectives and verbs: the verdicts' words and phrases.
 POSITIVE_PHRASES = (
     "recommend", "recommended", "five stars", "four stars", "worth every penny",
-    "money well spent", "best", "buy it again", "exceeded my expectations",
-    "meet my expectations", "works like a charm", "bargain", "thrilled", "loved", "enjoyed")
+    "money well spent", "best", "exceeded my expectations", "meet my expectations",
+    "works like a charm", "bargain", "thrilled")
 NEGATIVE_PHRASES = (
     "avoid", "one star", "two stars", "waste of money", "save your money", "worst",
-    "returned it", "fell apart", "stopped working", "let me down", "regret", "complaints",
-    "hated", "disappointed")
+    "returned it", "fell apart", "let me down", "regret", "complaints")
 NEGATORS = frozenset(("not", "never", "no", "isn't", "wasn't", "don't", "didn't", "doesn't",
                       "can't", "won't", "wouldn't", "hardly"))
 NEGATION_WINDOW = 3  # A negator flips a lexicon hit up to this many tokens after it.
@@ -62,8 +81,6 @@ BRANDS = ("acme", "nordway", "brightco", "zentro", "kalix", "orbin", "veltra", "
 ASPECTS = ("price", "design", "build quality", "packaging", "user guide", "customer service",
            "delivery", "size", "weight", "color", "finish", "handle", "cable", "display",
            "warranty", "setup", "battery", "sound")
-INTENSIFIERS = ("", "", "", "very ", "really ", "truly ", "quite ", "extremely ",
-                "incredibly ", "rather ", "pretty ")
 NEUTRAL_ADJECTIVES = ("blue", "black", "small", "large", "round", "square", "plastic",
                       "metal", "standard", "light grey", "new", "white", "compact")
 COLORS = ("red", "black", "white", "silver", "green", "navy")
@@ -80,22 +97,20 @@ CLOSERS = ("thanks for reading.", "hope this helps someone.",
            "the {product} also comes in {color}.", "my {person} has the same one.",
            "that is all i have to say about the {product}.")
 OPENERS = ("overall, ", "in short, ", "bottom line: ", "to sum up, ", "", "", "")
-# Neutral lead-ins: length and texture that carry no sentiment.
-LEAD_INS = ("to be fair, ", "as far as i can tell, ", "after a few days, ",
-            "for what it is worth, ", "compared to my old one, ", "if you ask me, ",
-            "from the first day, ", "as my {person} pointed out, ")
-
-
 # Mood without a lexicon word: the writer's tone, shared by the whole review.
-HAPPY_LEAD_INS = ("happily, ", "luckily, ", "to my delight, ", "thankfully, ", "as hoped, ")
-SAD_LEAD_INS = ("sadly, ", "unfortunately, ", "to my dismay, ", "alas, ", "as feared, ")
+HAPPY_LEAD_INS = ("happily, ", "luckily, ", "to my delight, ", "thankfully, ", "as hoped, ",
+                  "gladly, ", "to my joy, ", "pleasingly, ")
+SAD_LEAD_INS = ("sadly, ", "unfortunately, ", "to my dismay, ", "alas, ", "as feared, ",
+                "regrettably, ", "annoyingly, ", "disappointingly, ")
 
 
 @dataclasses.dataclass(frozen=True)
 class Review:
-  """One review: its text, its latent sentiment (1 positive, 0 negative) and two distractors."""
+  """One review: its text, its latent sentiment (1 positive, 0 negative), the star rating
+  that voiced it, and two distractors."""
   text: str
   label: int
+  rating: int
   product: str
   aspect: str
 
@@ -104,47 +119,40 @@ def _pick(rng, options):
   return options[int(rng.integers(len(options)))]
 
 
-def _adjectives(polarity):
-  return POSITIVE_ADJECTIVES if polarity else NEGATIVE_ADJECTIVES
+def _polarity(rating):
+  return int(rating > 3)
+
+
+def _opposite(rating):
+  """The rating of the same strength and the other polarity (5 <-> 1, 4 <-> 2)."""
+  return 6 - rating
+
+
+def _word(rng, table, rating):
+  """A word of `rating`'s polarity: of that rating itself with probability SAME_RATING."""
+  if rng.random() >= SAME_RATING:
+    rating = next(r for r in RATINGS[_polarity(rating)] if r != rating)
+  return _pick(rng, table[rating])
 
 
 def _article(word):
   return "an" if word[0] in "aeiou" else "a"
 
 
-def _opinion(rng, polarity, product, aspect):
-  """A sentence of `polarity` with one or two lexicon hits."""
-  adj, adj2 = _pick(rng, _adjectives(polarity)), _pick(rng, _adjectives(polarity))
-  other, intens = _pick(rng, ASPECTS), _pick(rng, INTENSIFIERS)
-  verb = _pick(rng, POSITIVE_VERBS if polarity else NEGATIVE_VERBS)
+def _opinion(rng, rating, product, aspect):
+  """A short sentence of `rating`'s mood with one or two opinion words, always after "is "."""
+  adj, adj2 = _word(rng, ADJECTIVES, rating), _word(rng, ADJECTIVES, rating)
+  other = _pick(rng, ASPECTS)
   return _pick(rng, (
-      f"the {aspect} is {intens}{adj}.",
-      f"this {product} is {intens}{adj}.",
-      f"what {_article(adj)} {adj} {product}!",
-      f"i {verb} the {aspect}.",
-      f"honestly, the {aspect} is {adj} and the {other} is {adj2}.",
-      f"{adj}, just {adj2}.",
-      f"it feels {intens}{adj} in the hand.",
-      f"it looks {adj} and the {aspect} feels {adj2}.",
-      f"the {other} turned out to be {intens}{adj}.",
+      f"the {aspect} is {adj}.",
+      f"the {other} is {adj}.",
+      f"the {aspect} is {adj}, the {other} is {adj2}.",
   ))
 
 
-def _single_opinion(rng, polarity, product, aspect):
-  """A sentence of `polarity` with exactly one lexicon hit (the minority voice of a review)."""
-  adj, intens = _pick(rng, _adjectives(polarity)), _pick(rng, INTENSIFIERS)
-  verb = _pick(rng, POSITIVE_VERBS if polarity else NEGATIVE_VERBS)
-  return _pick(rng, (
-      f"the {aspect} is {intens}{adj}.",
-      f"i have to say the {aspect} is {adj}.",
-      f"i {verb} the {aspect}.",
-      f"the {product} looks {intens}{adj} though.",
-  ))
-
-
-def _negated(rng, polarity, aspect):
-  """`polarity` said by negating a word of the opposite polarity ("not bad" is positive)."""
-  opposite = _pick(rng, _adjectives(1 - polarity))
+def _negated(rng, rating, aspect):
+  """`rating`'s polarity said by negating a word of the opposite one ("not bad" is positive)."""
+  opposite = _word(rng, ADJECTIVES, _opposite(rating))
   return _pick(rng, (
       f"the {aspect} is not {opposite} at all.",
       f"the {aspect} isn't {opposite}.",
@@ -154,20 +162,8 @@ def _negated(rng, polarity, aspect):
   ))
 
 
-def _mixed(rng, polarity, product, aspect):
-  """One hit of the opposite polarity, then one of `polarity`: net zero, but a hard example."""
-  adj, minority = _pick(rng, _adjectives(polarity)), _pick(rng, _adjectives(1 - polarity))
-  other = _pick(rng, ASPECTS)
-  return _pick(rng, (
-      f"the {other} is {minority}, but overall it is {adj}.",
-      f"although the {other} is {minority}, the {aspect} is {adj}.",
-      f"sure, the {other} is {minority}, yet the {product} is {adj}.",
-  ))
-
-
-def _verdict(rng, polarity):
-  verdict = _pick(rng, POSITIVE_VERDICTS if polarity else NEGATIVE_VERDICTS)
-  return f"{_pick(rng, OPENERS)}{verdict}{_pick(rng, ('.', '.', '!'))}"
+def _verdict(rng, rating):
+  return f"{_pick(rng, OPENERS)}{_word(rng, VERDICTS, rating)}{_pick(rng, ('.', '.', '!'))}"
 
 
 def _filler(rng, product):
@@ -188,11 +184,8 @@ def _filler(rng, product):
 
 
 def _lead_in(rng, polarity):
-  """A neutral lead-in, or one that carries the review's mood without a lexicon hit."""
-  draw = rng.random()
-  if draw < 0.25:
-    return _pick(rng, LEAD_INS).format(person=_pick(rng, PEOPLE))
-  if draw < 0.45:
+  """Sometimes a lead-in that carries the review's mood without a lexicon word."""
+  if rng.random() < 0.15:
     return _pick(rng, HAPPY_LEAD_INS if polarity else SAD_LEAD_INS)
   return ""
 
@@ -206,43 +199,31 @@ def _intro(rng, product, brand):
   ))
 
 
-_KINDS = ("opinion", "negated", "filler", "mixed", "minority")
-# Most sentences voice the writer's mood, as in real reviews: that is what makes knowing the
-# sentiment pay off for next-byte prediction, the pressure under which the unit emerges.
-_KIND_PROBABILITIES = (0.62, 0.12, 0.16, 0.05, 0.05)
-_MAJORITY_KINDS = ("opinion", "negated")
-
-
-def _body_kinds(rng, length):
-  """Sentence kinds, at most as many minority ones as majority ones.
-
-  Every majority sentence has a lexicon hit for the label, and so does the verdict
-  added later, so the label's voice always outnumbers the minority's.
-  """
-  kinds = [str(k) for k in rng.choice(_KINDS, size=length, p=_KIND_PROBABILITIES)]
-  while kinds.count("minority") > sum(k in _MAJORITY_KINDS for k in kinds):
-    kinds[kinds.index("minority")] = "opinion"
-  return kinds
+_KINDS = ("opinion", "negated", "filler")
+# Nearly every sentence voices the writer's mood: knowing the sentiment must pay off often for
+# next-byte prediction, the pressure under which the unit emerges, or a tiny model on a CPU
+# budget never finds it (1.x reviews, with a voiced sentence every ~60 bytes and a fifth of the
+# opinion words against the label, left it at 0.6 single-unit accuracy).
+_KIND_PROBABILITIES = (0.88, 0.07, 0.05)
 
 
 def _review(rng, label):
+  rating = _pick(rng, RATINGS[label])
   product, aspect, brand = _pick(rng, PRODUCTS), _pick(rng, ASPECTS), _pick(rng, BRANDS)
   writers = {
-      "opinion": lambda: _opinion(rng, label, product, aspect),
-      "negated": lambda: _negated(rng, label, aspect),
+      "opinion": lambda: _opinion(rng, rating, product, aspect),
+      "negated": lambda: _negated(rng, rating, aspect),
       "filler": lambda: _filler(rng, product),
-      "mixed": lambda: _mixed(rng, label, product, aspect),
-      "minority": lambda: _single_opinion(rng, 1 - label, product, aspect),
   }
-  body = [_lead_in(rng, label if kind != "minority" else 1 - label) + writers[kind]()
-          for kind in _body_kinds(rng, int(rng.integers(1, 7)))]
-  body.insert(int(rng.integers(0, len(body) + 1)), _verdict(rng, label))
+  kinds = rng.choice(_KINDS, size=int(rng.integers(2, 9)), p=_KIND_PROBABILITIES)
+  body = [_lead_in(rng, label) + writers[str(kind)]() for kind in kinds]
+  body.insert(int(rng.integers(0, len(body) + 1)), _verdict(rng, rating))
   sentences = [_intro(rng, product, brand)] + body
-  if rng.random() < 0.3:
+  if rng.random() < 0.1:
     sentences.append(_pick(rng, CLOSERS).format(brand=brand, product=product,
                                                color=_pick(rng, COLORS), person=_pick(rng, PEOPLE)))
   text = " ".join(s[0].upper() + s[1:] for s in sentences)
-  return Review(text=text, label=label, product=product, aspect=aspect)
+  return Review(text=text, label=label, rating=rating, product=product, aspect=aspect)
 
 
 def generate_reviews(num_reviews, seed):

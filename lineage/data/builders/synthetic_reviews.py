@@ -30,7 +30,9 @@ class SyntheticReviews(base.Builder):
 
   name = "synthetic_reviews"
   # 1.1.0: most sentences voice the mood, some through mood-only lead-ins ("sadly, ").
-  VERSION = tfds.core.Version("1.1.0")
+  # 2.0.0: a latent star rating (1, 2, 4, 5) voiced in nearly every sentence, opinion words
+  # whose first letter follows their polarity.
+  VERSION = tfds.core.Version("2.0.0")
   BUILDER_CONFIGS = [config(10000, 0)]
 
   def _features(self):
