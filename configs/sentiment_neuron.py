@@ -2,16 +2,22 @@
 whose single cell unit turns out to track sentiment.
 
 Tiny (the default; CPU, embedded synthetic reviews): 128 units, 14,000 steps of 4 x 256 bytes
-at a constant Adam 3e-3. The unit appears late and suddenly, after the LM has learnt the local
-structure (a plateau), so the tiny preset spends its budget on many small steps (4 rows cost
-about as much per step as 32 on a CPU) and keeps the learning rate up rather than decaying it.
-Measured on 2 CPU cores: train about 7 min (35k bytes/s), probe 72 s; held-out LM loss 0.311
-nats/byte; best single unit (#0, also the L1 probe's largest weight) 0.867 test accuracy on 300
-held-out reviews, 0.677 for the best unit at initialisation; L1 probe 0.963 with 109 of 128
-units; bag of words 1.00. The unit's trajectory (best unit on 1,000 other reviews): 0.70 after
-4,000 steps, 0.81 after 5,000, 0.83 from 6,000 on. Clamping the unit barely steers samples
-(mean lexicon score over 32 samples each: -0.02 clamped positive, -0.07 clamped negative,
--0.19 free).
+at a constant Adam 3e-3: on a CPU 4 rows cost about as much per step as 32, and small steps
+at an undecayed rate got furthest in a fixed budget. Measured on 2 CPU cores: train about
+7 min (35k bytes/s), probe 72 s; held-out LM loss 0.311 nats/byte; best single unit (#0,
+also the L1 probe's largest weight) 0.867 test accuracy on 300 held-out reviews, against
+0.677 for the best unit at initialisation; L1 probe 0.963 with 109 of 128 units; bag of words
+1.00. The unit's accuracy on 1,000 other reviews: 0.70 after 4,000 steps, 0.81 after 5,000,
+0.83 from 6,000 on.
+What has NOT emerged at this scale is the paper's mechanism: the LM barely uses the mood to
+predict later opinion words. Its prefix gap (summary.json's lm_prefix_gap_nats,
+lineage.eval.mood_memory: how much likelier the next sentence's opinion word is after a
+same-mood sentence than after an other-mood one) is +0.04 nats, so the unit reads the mood
+without steering it: clamped, it barely moves samples (mean lexicon score over 32 samples
+each: -0.02 clamped positive, -0.07 clamped negative, -0.19 free). On a pure-mood corpus ("The
+price is superb. The size is great. ...") the same model does switch, suddenly, between 2,000
+and 4,000 steps of 4 x 256 bytes: the loss drops, the prefix gap goes from 0.08 to 1.54 nats
+and one unit separates the labels perfectly.
   python -m experiments.sentiment_neuron --config=configs/sentiment_neuron.py:tiny \
       --workdir=runs/sentiment_tiny --mode=train
   python -m experiments.sentiment_neuron --config=configs/sentiment_neuron.py:tiny \
@@ -19,9 +25,10 @@ units; bag of words 1.00. The unit's trajectory (best unit on 1,000 other review
   python -m experiments.sentiment_neuron --config=configs/sentiment_neuron.py:tiny \
       --workdir=runs/sentiment_tiny --mode=generate    # generate.json
 SST binary (real data from $LINEAGE_MANUAL_DIR/sst_binary): an LM on the SST training
-sentences plus synthetic reviews and tiny_shakespeare, then the probe on SST. Measured
-(train 4.4 min, probe 1 min): L1 probe 0.587 test accuracy (121 of 128 units), single unit
-0.501 (0.522 at init), bag of words 0.807; at this scale the LM has learnt little sentiment:
+sentences plus synthetic reviews and tiny_shakespeare, then the probe on SST. Measured with
+the tiny preset (train 12 min and probe 2.5 min on a CPU shared with another run): L1 probe
+0.611 test accuracy (93 of 128 units), single unit 0.510 (0.522 at init), bag of words 0.807,
+prefix gap +0.03 nats; at this scale the LM learns little sentiment from real text:
   python -m experiments.sentiment_neuron --config=configs/sentiment_neuron.py:tiny \
       --workdir=runs/sentiment_sst --mode=train --config.data.name=sst_binary \
       --config.data.text_key=sentence --config.data.extra=synthetic_reviews,tiny_shakespeare

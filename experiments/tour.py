@@ -158,6 +158,7 @@ used in training; then a probe reads the final cell state of held-out labelled r
 | best single unit of the same model at initialisation | {s['single_unit_accuracy_at_init']:.1%} |
 | L1 logistic probe on all units, test accuracy | {s['probe_accuracy']:.1%} ({kept}) |
 | bag-of-words logistic regression, test accuracy | {s['bow_accuracy']:.1%} |
+| LM prefix gap, nats (0: the LM does not use the mood) | {s['lm_prefix_gap_nats']:+.3f} |
 | mean lexicon score of samples, unit clamped positive / negative / free | {scores} |
 | training wall time, including compilation | {train_seconds:.0f} s |
 

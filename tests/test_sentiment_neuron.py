@@ -59,6 +59,7 @@ def test_train_probe_generate(trained):
     assert key in summary, key
   assert summary["units"] == 32 and 0 <= summary["single_unit"] < 32
   assert 0 <= summary["probe_nonzero_units"] <= 32
+  assert np.isfinite(summary["lm_prefix_gap_nats"])
   assert summary["examples"] == {"train": 180, "validation": 10, "test": 10}
   for png in ("unit_histogram.png", "data_efficiency.png", "unit_trace.png"):
     assert (trained / png).stat().st_size > 1000, png

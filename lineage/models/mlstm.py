@@ -222,6 +222,29 @@ def unit_trace(cfg: MLSTMConfig, params, byte_seq: bytes, unit: int):
   return np.asarray(cs[0, :, unit])
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _byte_logprobs(cfg, params, tokens):
+  logits, _ = MLSTM(cfg).apply({"params": params}, tokens[:, :-1])
+  return -optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
+
+
+def continuation_logprob(cfg: MLSTMConfig, params, prefixes, continuations):
+  """log p(continuation | prefix) [n], summed over the continuation's bytes, each pair read
+  from the zero state (prefixes must be non-empty: the first byte is not predicted)."""
+  _check_bytes(prefixes)
+  _check_bytes(continuations)
+  if len(prefixes) != len(continuations) or any(not p for p in prefixes):
+    raise ValueError("continuation_logprob needs one non-empty prefix per continuation")
+  seqs = [p + c for p, c in zip(prefixes, continuations)]
+  length = -(-max(map(len, seqs)) // FEATURE_CHUNK) * FEATURE_CHUNK
+  tokens, mask = _padded(seqs, len(seqs), length)
+  logprobs = np.asarray(_byte_logprobs(cfg, params, tokens))
+  scored = np.zeros_like(mask[:, 1:])
+  for row, (p, c) in enumerate(zip(prefixes, continuations)):
+    scored[row, len(p) - 1:len(p) - 1 + len(c)] = True  # logprobs[:, t] scores byte t + 1
+  return (logprobs * scored).sum(axis=1)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 4, 6))
 def _sample_loop(cfg, params, carry, last_logits, num_bytes, rng, clamped, clamp, temperature):
   model = MLSTM(cfg)

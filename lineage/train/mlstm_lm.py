@@ -15,6 +15,7 @@ import numpy as np
 
 from lineage.data import builders, byte_streams, reviews
 from lineage.data.builders import synthetic_reviews
+from lineage.eval import mood_memory
 from lineage.eval import probe
 from lineage.models import mlstm
 from lineage.train import checkpoint as ckpt_lib
@@ -161,6 +162,10 @@ def run_probe(cfg, workdir):
                                                   summary["single_unit"]) for t in traced],
                         os.path.join(workdir, "unit_trace.png"))
   summary["probe_dataset"] = cfg.probe.dataset
+  # Does the LM use the mood it reads? (~0: the unit reads the mood but cannot steer samples.)
+  summary["lm_prefix_gap_nats"] = mood_memory.prefix_gap(
+      lambda prefixes, words: mlstm.continuation_logprob(
+          model_cfg, params, [p.encode() for p in prefixes], [w.encode() for w in words]))
   summary["single_unit_clamp"] = clamp_values(features["train"][0][:, summary["single_unit"]],
                                               summary["single_unit_sign"])
   path = os.path.join(workdir, "summary.json")
@@ -171,7 +176,8 @@ def run_probe(cfg, workdir):
       f"probe test accuracy {summary['probe_accuracy']:.3f} with "
       f"{summary['probe_nonzero_units']}/{summary['units']} units; unit "
       f"{summary['single_unit']} alone {summary['single_unit_accuracy']:.3f} (at init "
-      f"{summary['single_unit_accuracy_at_init']:.3f}); bag of words {summary['bow_accuracy']:.3f}")
+      f"{summary['single_unit_accuracy_at_init']:.3f}); bag of words {summary['bow_accuracy']:.3f}"
+      f"; LM prefix gap {summary['lm_prefix_gap_nats']:+.3f} nats")
   return summary
 
 
