@@ -135,10 +135,6 @@ def _word(rng, table, rating):
   return _pick(rng, table[rating])
 
 
-def _article(word):
-  return "an" if word[0] in "aeiou" else "a"
-
-
 def _opinion(rng, rating, product, aspect):
   """A short sentence of `rating`'s mood with one or two opinion words, always after "is "."""
   adj, adj2 = _word(rng, ADJECTIVES, rating), _word(rng, ADJECTIVES, rating)
