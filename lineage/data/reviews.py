@@ -42,9 +42,6 @@ ADJECTIVES = {
     1: ("terrible", "horrible", "dreadful", "useless", "ugly", "miserable", "defective",
         "dismal", "wretched", "hopeless", "horrid", "worthless"),
 }
-# Verbs the generator does not write, in the lexicon so that model samples using them score.
-VERBS = {5: ("adore", "love", "absolutely love"), 4: ("enjoy", "appreciate", "value"),
-         2: ("dislike", "resent", "mistrust"), 1: ("hate", "detest", "despise")}
 VERDICTS = {
     5: ("five stars", "highly recommended", "best purchase i have made this year",
         "worth every penny", "it exceeded my expectations", "i am thrilled with it"),
@@ -59,8 +56,10 @@ RATINGS = {1: (4, 5), 0: (1, 2)}  # label -> the star ratings that voice it
 SAME_RATING = 0.75  # an opinion word of the review's own rating, else of its sibling rating
 POSITIVE_ADJECTIVES = ADJECTIVES[5] + ADJECTIVES[4]
 NEGATIVE_ADJECTIVES = ADJECTIVES[2] + ADJECTIVES[1]
-VERB_LEXICON = {**{verb: 1.0 for verb in VERBS[5] + VERBS[4]},
-                **{verb: -1.0 for verb in VERBS[2] + VERBS[1]}}
+# Verbs the generator does not write, in the lexicon so that model samples using them score.
+VERB_LEXICON = {**dict.fromkeys(("adore", "love", "enjoy", "appreciate", "value"), 1.0),
+                **dict.fromkeys(("dislike", "resent", "mistrust", "hate", "detest", "despise"),
+                                -1.0)}
 # Lexicon entries beyond the adjectives and verbs: the verdicts' words and phrases.
 POSITIVE_PHRASES = (
     "recommend", "recommended", "five stars", "four stars", "worth every penny",

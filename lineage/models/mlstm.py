@@ -237,9 +237,9 @@ def continuation_logprob(cfg: MLSTMConfig, params, prefixes, continuations):
     raise ValueError("continuation_logprob needs one non-empty prefix per continuation")
   seqs = [p + c for p, c in zip(prefixes, continuations)]
   length = -(-max(map(len, seqs)) // FEATURE_CHUNK) * FEATURE_CHUNK
-  tokens, mask = _padded(seqs, len(seqs), length)
+  tokens, _ = _padded(seqs, len(seqs), length)
   logprobs = np.asarray(_byte_logprobs(cfg, params, tokens))
-  scored = np.zeros_like(mask[:, 1:])
+  scored = np.zeros(logprobs.shape, bool)
   for row, (p, c) in enumerate(zip(prefixes, continuations)):
     scored[row, len(p) - 1:len(p) - 1 + len(c)] = True  # logprobs[:, t] scores byte t + 1
   return (logprobs * scored).sum(axis=1)
