@@ -1,5 +1,7 @@
 """The mLSTM against a plain numpy implementation of the paper's equations, weight norm included."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -205,7 +207,16 @@ def test_chrono_gate_biases_give_a_spread_of_memory_lengths():
   b = np.asarray(nn.unbox(mlstm.init_params(CFG, jax.random.PRNGKey(0)))["b"])
   hidden = CFG.hidden_dim
   input_bias, forget_bias, rest = b[:hidden], b[hidden:2 * hidden], b[2 * hidden:]
-  assert np.all(forget_bias >= 0) and np.all(forget_bias <= np.log(mlstm.MAX_TIMESCALE))
+  assert np.all(forget_bias >= 0) and np.all(forget_bias <= np.log(CFG.max_timescale))
   assert forget_bias.std() > 0.3  # a spread of time scales, not one
   np.testing.assert_array_equal(input_bias, -forget_bias)
   np.testing.assert_array_equal(rest, 0.0)
+
+
+def test_max_timescale_bounds_the_initial_memories():
+  short = dataclasses.replace(CFG, max_timescale=8.0)
+  forget_bias = np.asarray(nn.unbox(mlstm.init_params(short, jax.random.PRNGKey(0)))["b"])[
+      CFG.hidden_dim:2 * CFG.hidden_dim]
+  assert forget_bias.max() <= np.log(7.0) + 1e-6 and forget_bias.min() >= 0.0
+  with pytest.raises(ValueError, match="max_timescale must be above 2"):
+    mlstm.init_params(dataclasses.replace(CFG, max_timescale=2.0), jax.random.PRNGKey(0))

@@ -21,11 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-# Chrono initialisation (Tallec & Ollivier 2018) of the forget and input gate biases: unit k
-# starts with a memory of about T_k ~ U[1, MAX_TIMESCALE] bytes, so some units integrate over a
-# whole review from the first step instead of having to learn long memory first. The
-# equations do not depend on it.
-MAX_TIMESCALE = 256
 FEATURE_CHUNK = 64  # features() pads texts to multiples of this, so one compiled shape serves all
 
 
@@ -35,6 +30,11 @@ class MLSTMConfig:
   embed_dim: int = 64
   hidden_dim: int = 4096
   dtype: str = "float32"  # compute dtype; parameters stay float32
+  # Chrono initialisation (Tallec & Ollivier 2018) of the forget and input gate biases: unit k
+  # starts with a memory of about T_k ~ U[1, max_timescale] bytes. Long timescales let units
+  # integrate a whole text from the first step; short ones keep an untrained model's final
+  # state about the last few words. The equations do not depend on it.
+  max_timescale: float = 256.0
 
 
 def init_carry(cfg: MLSTMConfig, batch: int):
@@ -43,10 +43,13 @@ def init_carry(cfg: MLSTMConfig, batch: int):
   return zeros, zeros
 
 
-def _gate_bias_init(hidden):
-  """b_f = log(T), b_i = -b_f with T ~ U[1, MAX_TIMESCALE - 1]; the o and u biases are 0."""
+def _gate_bias_init(hidden, max_timescale):
+  """b_f = log(T), b_i = -b_f with T ~ U[1, max_timescale - 1]; the o and u biases are 0."""
+  if max_timescale <= 2:
+    raise ValueError(f"max_timescale must be above 2 (bytes), got {max_timescale}")
+
   def init(rng, shape, dtype=jnp.float32):
-    forget = jnp.log(jax.random.uniform(rng, (hidden,), dtype, 1.0, MAX_TIMESCALE - 1.0))
+    forget = jnp.log(jax.random.uniform(rng, (hidden,), dtype, 1.0, max_timescale - 1.0))
     return jnp.zeros(shape, dtype).at[hidden:2 * hidden].set(forget).at[:hidden].set(-forget)
   return init
 
@@ -85,8 +88,8 @@ class MLSTM(nn.Module):
           lambda rng, shape, v=v: jnp.linalg.norm(v, axis=0), ("mlp",)), shape[1:])
       directions[name], norms[name] = v, g
     self.directions, self.norms = directions, norms
-    self.b = self.param("b", nn.with_logical_partitioning(_gate_bias_init(hidden), ("mlp",)),
-                        (4 * hidden,))
+    gate_bias_init = _gate_bias_init(hidden, cfg.max_timescale)
+    self.b = self.param("b", nn.with_logical_partitioning(gate_bias_init, ("mlp",)), (4 * hidden,))
     self.head = nn.Dense(cfg.vocab_size, dtype=cfg.dtype, kernel_init=nn.with_logical_partitioning(
         fan_in, ("embed", "vocab")), bias_init=nn.with_logical_partitioning(
             nn.initializers.zeros, ("vocab",)))
