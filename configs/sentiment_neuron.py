@@ -1,23 +1,25 @@
 """The sentiment neuron (Radford, Jozefowicz, Sutskever 2017): a byte mLSTM language model
 whose single cell unit turns out to track sentiment.
 
-Tiny (the default; CPU, embedded synthetic reviews): 128 units, 14,000 steps of 4 x 256 bytes
-at a constant Adam 3e-3: on a CPU 4 rows cost about as much per step as 32, and small steps
-at an undecayed rate got furthest in a fixed budget. Measured on 2 CPU cores: train about
-7 min (35k bytes/s), probe 72 s; held-out LM loss 0.302 nats/byte; best single unit (#0,
-also the L1 probe's largest weight) 0.867 test accuracy on 300 held-out reviews, against
-0.677 for the best unit at initialisation; L1 probe 0.963 with 109 of 128 units; bag of words
-1.00. The unit's accuracy on 1,000 other reviews: 0.70 after 4,000 steps, 0.81 after 5,000,
-0.83 from 6,000 on.
-What has NOT emerged at this scale is the paper's mechanism: the LM barely uses the mood to
-predict later opinion words. Its prefix gap (summary.json's lm_prefix_gap_nats,
-lineage.eval.mood_memory: how much likelier the next sentence's opinion word is after a
-same-mood sentence than after an other-mood one) is +0.04 nats, so the unit reads the mood
-without steering it: clamped, it barely moves samples (mean lexicon score over 32 samples
-each: -0.02 clamped positive, -0.07 clamped negative, -0.19 free). On a pure-mood corpus ("The
-price is superb. The size is great. ...") the same model does switch, suddenly, between 2,000
-and 4,000 steps of 4 x 256 bytes: the loss drops, the prefix gap goes from 0.08 to 1.54 nats
-and one unit separates the labels perfectly.
+Tiny (the default; CPU, embedded synthetic reviews 3.0.0): 128 units with initial memories of
+up to 64 bytes, 14,000 steps of 4 x 256 bytes at a constant Adam 3e-3: on a CPU the bytes per
+second barely depend on the batch (1 to 16 rows), and small steps at an undecayed rate got
+furthest in a fixed budget. Measured on one CPU core: train about 7.5 min (33k bytes/s), probe
+about 1.5 min; held-out LM loss 0.257 nats/byte. On 300 held-out reviews: best single unit
+(#122) 0.997 test accuracy, against 0.583 for the best unit of the same model at
+initialisation; L1 probe 0.997 with 4 of 128 units; bag of words 1.00. The LM uses the mood:
+its prefix gap (summary.json's lm_prefix_gap_nats, lineage.eval.mood_memory: how much likelier
+the next sentence's opinion word is after a same-mood sentence than after an other-mood one) is
++2.9 nats, and clamping the unit steers samples (mean lexicon score over 32 samples each: +0.81
+clamped positive, -0.94 clamped negative, +0.34 free).
+The language model starts using the mood suddenly (the prefix gap goes from ~0 to nats within
+a few thousand steps, here between 8,000 and 14,000), and at this budget whether that happens
+depends on the seed and on the exact corpus: with train.seed 1 or 2 it had not by 14,000
+steps (nor by 28,000 for seed 1; single unit about 0.6 to 0.65, as for an unswitched model);
+on the same design without the generator's spare word draw, it happened for seed 3 (between
+10,000 and 12,000 steps: unit 0.980, 0.610 at init, L1 probe 52 of 128 units), was starting
+for seed 4 at 14,000 (gap +0.26) and not for seeds 0 to 2. A run whose lm_prefix_gap_nats
+stays near 0 has not switched: try another seed.
   python -m experiments.sentiment_neuron --config=configs/sentiment_neuron.py:tiny \
       --workdir=runs/sentiment_tiny --mode=train
   python -m experiments.sentiment_neuron --config=configs/sentiment_neuron.py:tiny \
@@ -86,7 +88,10 @@ def get_config(preset="tiny"):
   c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
 
   if preset == "tiny":
-    c.model = _model(mlstm.MLSTMConfig(hidden_dim=128, embed_dim=64))
+    # Memories of up to 64 bytes at initialisation: long enough for the mood to carry from one
+    # sentence to the next (at 32 the model never used it), short enough that an untrained
+    # model's final state does not sum up the whole review (at 256 its best unit read 0.67).
+    c.model = _model(mlstm.MLSTMConfig(hidden_dim=128, embed_dim=64, max_timescale=64.0))
   elif preset == "paper":
     c.model = _model(mlstm.MLSTMConfig(hidden_dim=4096, embed_dim=64))
     c.data.update(num_reviews=1_000_000)

@@ -45,12 +45,13 @@ def test_no_single_token_gives_the_label_away(many):
 
 def test_distractors_vary_independently_of_sentiment(many):
   lengths = [len(r.text.encode()) for r in many]
-  assert 40 <= min(lengths) and max(lengths) <= 600 and np.median(lengths) > 150
+  assert 50 <= min(lengths) and max(lengths) <= 800 and np.median(lengths) > 200
   for label in (0, 1):
     group = [r for r in many if r.label == label]
     assert {r.product for r in group} == set(reviews.PRODUCTS)
     assert {r.aspect for r in group} == set(reviews.ASPECTS)
-    assert {len(re.findall(r"[.!] ", r.text)) for r in group} == set(range(3, 11))
+    breaks = {len(re.findall(r"[.!] ", r.text)) for r in group}  # sentences - 1: 2 to 20
+    assert min(breaks) == 2 and max(breaks) >= 18 and len(breaks) > 15
     opposite = reviews.NEGATIVE_ADJECTIVES if label else reviews.POSITIVE_ADJECTIVES
     with_opposite = [r for r in group if set(re.findall(r"[a-z]+", r.text.lower())) &
                      set(opposite)]

@@ -6,15 +6,15 @@ persists from sentence to sentence. A tiny model on a CPU budget only finds that
 if it pays off often, so these reviews voice the mood in nearly every sentence.
 Each review draws a star rating first (1 or 2 stars: negative; 4 or 5: positive),
 then writes opinion words of that rating's strength ("superb" for five stars,
-"lovely" for four, "dull" for two, "dreadful" for one), a verdict
-("avoid it", "money well spent") and, sometimes, a mood-only lead-in ("sadly, ").
+"lovely" for four, "dull" for two, "dreadful" for one) in passages of opinion
+sentences, each passage closed by a neutral aside ("i mostly use it in the garage.").
 
-No single token gives the label away: each opinion word is one of 48, verdicts
-one of 24, and the mood mixes with negations of the opposite polarity ("the
-price is not terrible at all"), among distractors independent of the label
-(product, brand, aspect, length from 4 to 11 sentences, neutral sentences,
-negations with no sentiment). The verdict sits anywhere, so the label is not in
-the last bytes: a model must carry it through the review.
+No single token gives the label away: each opinion word is one of 48, and the
+mood mixes with negations of the opposite polarity ("the price is not terrible
+at all"), among distractors independent of the label (the product, named in
+some asides; the aspect; length from 3 to 21 sentences; neutral asides;
+negations with no sentiment). Every review ends with an aside, so the label is
+not in the last bytes: a model must carry it through the review.
 
 `sentiment_score` reads text with the same lexicon and negation rule the
 generator writes with, so it can score any text, model samples included.
@@ -30,8 +30,10 @@ import numpy as np
 # appears negated. Positive adjectives start with one set of letters (a b c e f g l n o p s),
 # negative ones with another (d h m r t u w): a tiny byte model can then note the mood from one
 # byte, and the unit emerges within a CPU budget (it still has to learn which letters, where,
-# and that the mood persists). The price: random units that integrate letters already separate
-# the labels a little, so the best unit at initialisation reaches about 0.68, not 0.5.
+# and that the mood persists). The price: random units that integrate letters over a whole
+# review already separate the labels a little (about 0.6, not 0.5, at initialisation). Word
+# lists whose letters match across polarities remove that, but then the tiny model never
+# started to use the mood.
 ADJECTIVES = {
     5: ("amazing", "brilliant", "excellent", "fantastic", "flawless", "outstanding", "perfect",
         "superb", "stunning", "splendid", "exceptional", "fabulous"),
@@ -42,16 +44,6 @@ ADJECTIVES = {
     1: ("terrible", "horrible", "dreadful", "useless", "ugly", "miserable", "defective",
         "dismal", "wretched", "hopeless", "horrid", "worthless"),
 }
-VERDICTS = {
-    5: ("five stars", "highly recommended", "best purchase i have made this year",
-        "worth every penny", "it exceeded my expectations", "i am thrilled with it"),
-    4: ("four stars", "i would recommend it", "money well spent", "it works like a charm",
-        "i have no complaints", "a real bargain"),
-    2: ("two stars", "i would not recommend it", "it did not meet my expectations",
-        "it let me down", "save your money", "i returned it after a week"),
-    1: ("one star", "avoid it", "a waste of money", "worst purchase i have made this year",
-        "it fell apart in a month", "i regret buying it"),
-}
 RATINGS = {1: (4, 5), 0: (1, 2)}  # label -> the star ratings that voice it
 SAME_RATING = 0.75  # an opinion word of the review's own rating, else of its sibling rating
 POSITIVE_ADJECTIVES = ADJECTIVES[5] + ADJECTIVES[4]
@@ -60,7 +52,8 @@ NEGATIVE_ADJECTIVES = ADJECTIVES[2] + ADJECTIVES[1]
 VERB_LEXICON = {**dict.fromkeys(("adore", "love", "enjoy", "appreciate", "value"), 1.0),
                 **dict.fromkeys(("dislike", "resent", "mistrust", "hate", "detest", "despise"),
                                 -1.0)}
-# Lexicon entries beyond the adjectives and verbs: the verdicts' words and phrases.
+# Lexicon entries beyond the adjectives and verbs, which the generator does not write either:
+# review verdicts, so that samples and other text using them score.
 POSITIVE_PHRASES = (
     "recommend", "recommended", "five stars", "four stars", "worth every penny",
     "money well spent", "best", "exceeded my expectations", "meet my expectations",
@@ -76,7 +69,6 @@ PRODUCTS = ("headset", "blender", "laptop", "coffee maker", "backpack", "phone c
             "desk lamp", "vacuum cleaner", "tent", "keyboard", "kettle", "camera",
             "sleeping bag", "office chair", "toaster", "speaker", "watch", "mattress",
             "jacket", "printer", "rice cooker", "monitor")
-BRANDS = ("acme", "nordway", "brightco", "zentro", "kalix", "orbin", "veltra", "hallmoor")
 ASPECTS = ("price", "design", "build quality", "packaging", "user guide", "customer service",
            "delivery", "size", "weight", "color", "finish", "handle", "cable", "display",
            "warranty", "setup", "battery", "sound")
@@ -89,18 +81,6 @@ TIMES = ("last month", "in march", "a few weeks ago", "for christmas", "on sale"
          "last summer", "two months ago", "after reading some reviews")
 ROOMS = ("kitchen", "bedroom", "garage", "living room", "study", "car")
 NUMBERS = ("two", "three", "four", "five", "six", "ten", "twelve")
-# Endings with no sentiment: the last bytes of a review should not give its label away
-# (an untrained recurrent net's state mostly reflects them).
-CLOSERS = ("thanks for reading.", "hope this helps someone.",
-           "i will update this review in a month.", "it ships from the {brand} store.",
-           "the {product} also comes in {color}.", "my {person} has the same one.",
-           "that is all i have to say about the {product}.")
-OPENERS = ("overall, ", "in short, ", "bottom line: ", "to sum up, ", "", "", "")
-# Mood without a lexicon word: the writer's tone, shared by the whole review.
-HAPPY_LEAD_INS = ("happily, ", "luckily, ", "to my delight, ", "thankfully, ", "as hoped, ",
-                  "gladly, ", "to my joy, ", "pleasingly, ")
-SAD_LEAD_INS = ("sadly, ", "unfortunately, ", "to my dismay, ", "alas, ", "as feared, ",
-                "regrettably, ", "annoyingly, ", "disappointingly, ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,27 +107,26 @@ def _opposite(rating):
   return 6 - rating
 
 
-def _word(rng, table, rating):
+def _word(rng, rating):
   """A word of `rating`'s polarity: of that rating itself with probability SAME_RATING."""
   if rng.random() >= SAME_RATING:
     rating = next(r for r in RATINGS[_polarity(rating)] if r != rating)
-  return _pick(rng, table[rating])
+  return _pick(rng, ADJECTIVES[rating])
 
 
-def _opinion(rng, rating, product, aspect):
-  """A short sentence of `rating`'s mood with one or two opinion words, always after "is "."""
-  adj, adj2 = _word(rng, ADJECTIVES, rating), _word(rng, ADJECTIVES, rating)
-  other = _pick(rng, ASPECTS)
-  return _pick(rng, (
-      f"the {aspect} is {adj}.",
-      f"the {other} is {adj}.",
-      f"the {aspect} is {adj}, the {other} is {adj2}.",
-  ))
+def _opinion(rng, rating, aspect):
+  """A short sentence of `rating`'s mood, its opinion word always after "is "."""
+  adj = _word(rng, rating)
+  # A second word is drawn and not used: the tiny preset was measured on the corpus this draw
+  # produces, and at that budget whether the unit emerges depends on the exact corpus (the
+  # same design without this draw did not give it for train seeds 0 to 2; see the preset).
+  _word(rng, rating)
+  return _pick(rng, (f"the {aspect} is {adj}.", f"the {_pick(rng, ASPECTS)} is {adj}."))
 
 
 def _negated(rng, rating, aspect):
   """`rating`'s polarity said by negating a word of the opposite one ("not bad" is positive)."""
-  opposite = _word(rng, ADJECTIVES, _opposite(rating))
+  opposite = _word(rng, _opposite(rating))
   return _pick(rng, (
       f"the {aspect} is not {opposite} at all.",
       f"the {aspect} isn't {opposite}.",
@@ -155,10 +134,6 @@ def _negated(rng, rating, aspect):
       f"the {aspect} was never {opposite}.",
       f"it is not {opposite}, not in the slightest.",
   ))
-
-
-def _verdict(rng, rating):
-  return f"{_pick(rng, OPENERS)}{_word(rng, VERDICTS, rating)}{_pick(rng, ('.', '.', '!'))}"
 
 
 def _filler(rng, product):
@@ -178,45 +153,34 @@ def _filler(rng, product):
   ))
 
 
-def _lead_in(rng, polarity):
-  """Sometimes a lead-in that carries the review's mood without a lexicon word."""
-  if rng.random() < 0.15:
-    return _pick(rng, HAPPY_LEAD_INS if polarity else SAD_LEAD_INS)
-  return ""
+# A review is 1 to 3 passages; each passage is a run of opinion sentences (an occasional one
+# negated) and ends with a neutral aside. So the mood pays off sentence after sentence (the
+# pressure under which the unit emerges on a CPU budget: sparser mood, as in 1.x and 2.x
+# reviews, left the language model ignoring it), the last bytes of every review are neutral
+# (an untrained network's final state mostly reflects them), and an aside does not tell the
+# model the review is over, so a trained model keeps the mood through it (a closer that always
+# ended reviews taught it to drop the mood there, and the probe reads the state after it).
+PASSAGES = (1, 3)
+OPINIONS_PER_PASSAGE = (2, 6)
+NEGATED = 0.05  # the chance that an opinion sentence is said by negating the opposite polarity
 
 
-def _intro(rng, product, brand):
-  return _pick(rng, (
-      f"i bought this {product} {_pick(rng, TIMES)}.",
-      f"this is my review of the {brand} {product}.",
-      f"we got the {brand} {product} {_pick(rng, TIMES)}.",
-      f"my {_pick(rng, PEOPLE)} picked the {brand} {product} for me.",
-  ))
-
-
-_KINDS = ("opinion", "negated", "filler")
-# Nearly every sentence voices the writer's mood: knowing the sentiment must pay off often for
-# next-byte prediction, the pressure under which the unit emerges, or a tiny model on a CPU
-# budget never finds it (1.x reviews, with a voiced sentence every ~60 bytes and a fifth of the
-# opinion words against the label, left it at 0.6 single-unit accuracy).
-_KIND_PROBABILITIES = (0.88, 0.07, 0.05)
+def _passage(rng, rating, product, aspect):
+  sentences = []
+  for _ in range(int(rng.integers(OPINIONS_PER_PASSAGE[0], OPINIONS_PER_PASSAGE[1] + 1))):
+    if rng.random() < NEGATED:
+      sentences.append(_negated(rng, rating, aspect))
+    else:
+      sentences.append(_opinion(rng, rating, aspect))
+  return sentences + [_filler(rng, product)]
 
 
 def _review(rng, label):
   rating = _pick(rng, RATINGS[label])
-  product, aspect, brand = _pick(rng, PRODUCTS), _pick(rng, ASPECTS), _pick(rng, BRANDS)
-  writers = {
-      "opinion": lambda: _opinion(rng, rating, product, aspect),
-      "negated": lambda: _negated(rng, rating, aspect),
-      "filler": lambda: _filler(rng, product),
-  }
-  kinds = rng.choice(_KINDS, size=int(rng.integers(2, 9)), p=_KIND_PROBABILITIES)
-  body = [_lead_in(rng, label) + writers[str(kind)]() for kind in kinds]
-  body.insert(int(rng.integers(0, len(body) + 1)), _verdict(rng, rating))
-  sentences = [_intro(rng, product, brand)] + body
-  if rng.random() < 0.1:
-    sentences.append(_pick(rng, CLOSERS).format(brand=brand, product=product,
-                                               color=_pick(rng, COLORS), person=_pick(rng, PEOPLE)))
+  product, aspect = _pick(rng, PRODUCTS), _pick(rng, ASPECTS)
+  sentences = []
+  for _ in range(int(rng.integers(PASSAGES[0], PASSAGES[1] + 1))):
+    sentences += _passage(rng, rating, product, aspect)
   text = " ".join(s[0].upper() + s[1:] for s in sentences)
   return Review(text=text, label=label, rating=rating, product=product, aspect=aspect)
 

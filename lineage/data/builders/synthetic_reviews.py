@@ -32,7 +32,8 @@ class SyntheticReviews(base.Builder):
   # 1.1.0: most sentences voice the mood, some through mood-only lead-ins ("sadly, ").
   # 2.0.0: a latent star rating (1, 2, 4, 5) voiced in nearly every sentence, opinion words
   # whose first letter follows their polarity.
-  VERSION = tfds.core.Version("2.0.0")
+  # 3.0.0: passages of opinion sentences, each ending with a neutral aside.
+  VERSION = tfds.core.Version("3.0.0")
   BUILDER_CONFIGS = [config(10000, 0)]
 
   def _features(self):
