@@ -12,7 +12,7 @@ its prefix gap (summary.json's lm_prefix_gap_nats, lineage.eval.mood_memory: how
 the next sentence's opinion word is after a same-mood sentence than after an other-mood one) is
 +2.9 nats, and clamping the unit steers samples (mean lexicon score over 32 samples each: +0.81
 clamped positive, -0.94 clamped negative, +0.34 free).
-The language model starts using the mood suddenly (the prefix gap goes from ~0 to nats within
+The language model starts using the mood suddenly (the prefix gap goes from ~0 to several nats within
 a few thousand steps, here between 8,000 and 14,000), and at this budget whether that happens
 depends on the seed and on the exact corpus: with train.seed 1 or 2 it had not by 14,000
 steps (nor by 28,000 for seed 1; single unit about 0.6 to 0.65, as for an unswitched model);
