@@ -12,17 +12,17 @@ its prefix gap (summary.json's lm_prefix_gap_nats, lineage.eval.mood_memory: how
 the next sentence's opinion word is after a same-mood sentence than after an other-mood one) is
 +2.9 nats, and clamping the unit steers samples (mean lexicon score over 32 samples each: +0.81
 clamped positive, -0.94 clamped negative, +0.34 free).
-The language model starts using the mood suddenly (the prefix gap goes from ~0 to several nats within
-a few thousand steps, here between 8,000 and 14,000), and at this budget whether that happens
-depends on the seed and on the exact corpus: with train.seed 1 or 2 it had not by 14,000
-steps (nor by 28,000 for seed 1; single unit about 0.6 to 0.65, as for an unswitched model);
-on the same design without the generator's spare word draw, it happened for seed 3 (between
-10,000 and 12,000 steps: unit 0.980, 0.610 at init, L1 probe 52 of 128 units), was starting
-for seed 4 at 14,000 (gap +0.26) and not for seeds 0 to 2. A run whose lm_prefix_gap_nats
-stays near 0 has not switched: try another seed. The numbers above are of a run pinned to one
-core (taskset -c 1); with two threads (make tour on a 2-core machine) floating-point sums
-differ, the run follows another trajectory, and it did not switch within 14,000 steps (unit
-0.567, 0.583 at init, gap +0.001 nats, clamping inert).
+The language model starts using the mood suddenly (the prefix gap goes from ~0 to several nats
+within a few thousand steps, here between 8,000 and 14,000), and at this budget whether that
+happens depends on the seed and on the exact corpus: with train.seed 1 or 2 it had not by
+14,000 steps (nor by 28,000 for seed 1; single unit about 0.6 to 0.65, as for an unswitched
+model); on the same design without the generator's spare word draw, it happened for seed 3
+(between 10,000 and 12,000 steps: unit 0.980, 0.610 at init, L1 probe 52 of 128 units), was
+starting for seed 4 at 14,000 (gap +0.26) and not for seeds 0 to 2. A run whose
+lm_prefix_gap_nats stays near 0 has not switched: try another seed. The numbers above are of a
+run pinned to one core (taskset -c 1); with two threads (make tour on a 2-core machine)
+floating-point sums differ, the run follows another trajectory, and it did not switch within
+14,000 steps (unit 0.567, 0.583 at init, gap +0.001 nats, clamping inert).
   python -m experiments.sentiment_neuron --config=configs/sentiment_neuron.py:tiny \
       --workdir=runs/sentiment_tiny --mode=train
   python -m experiments.sentiment_neuron --config=configs/sentiment_neuron.py:tiny \
