@@ -1,6 +1,7 @@
 """The training loop end to end, through the gpt2 binary: resume, the NaN guard, mismatched
 checkpoints, learning, and what a run writes; and a stateful task (truncated BPTT) in process."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,7 +24,7 @@ from jax.sharding import PartitionSpec as P
 from configs import gpt2 as gpt2_config
 from lineage.data import byte_streams
 from lineage.train import checkpoint as ckpt_lib
-from lineage.train import lm, loop, optim
+from lineage.train import lm, loop, optim, sharding
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # A 2-layer model on a short corpus: a step takes milliseconds, start-up dominates.
@@ -353,3 +355,25 @@ def test_evaluation_threads_a_fresh_carry_through_the_batches(rnn_run):
   # Restarting the state at every chunk would give another loss: the test sees the carry.
   fresh = np.mean([loop.evaluate(trainer, params, [b])["loss"] for b in batches])
   assert abs(fresh - float(expected)) > 1e-3
+
+
+def test_weight_decay_follows_the_tasks_decay_mask():
+  """Decay is the only difference between two trainers, and it hits the leaves the task names."""
+  decay_recur = lambda params: {k: k == "recur" for k in params}
+  lr, decay = 0.05, 0.5
+  stepped = []
+  for task_mask, weight_decay in ((decay_recur, decay), (decay_recur, 0.0), (None, decay)):
+    task = dataclasses.replace(_rnn_task(None), decay_mask=task_mask)
+    trainer = loop.build_trainer(_rnn_config(lr=lr, weight_decay=weight_decay), task)
+    with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+      state = trainer.init_state(jax.random.PRNGKey(0))
+      init = jax.device_get(state.params)
+      batch = loop.device_batch(next(_streams()), trainer.mesh)
+      stepped.append(jax.device_get(trainer.train_step(state, batch)[0].params))
+  masked, undecayed, default = stepped
+  for name in init:
+    shrink = lr * decay * init[name] if name == "recur" else 0.0
+    np.testing.assert_allclose(undecayed[name] - masked[name], shrink, atol=1e-6, err_msg=name)
+  # Without a task mask, matrices decay (optim.decay_mask): the bias is left alone.
+  np.testing.assert_allclose(default["bias"], undecayed["bias"], atol=1e-7)
+  assert np.abs(default["out"] - undecayed["out"]).max() > 1e-4

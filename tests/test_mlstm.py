@@ -5,10 +5,13 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from lineage.models import mlstm
+from lineage.train import optim
 
 CFG = mlstm.MLSTMConfig(vocab_size=256, embed_dim=8, hidden_dim=16)
 
@@ -220,3 +223,24 @@ def test_max_timescale_bounds_the_initial_memories():
   assert forget_bias.max() <= np.log(7.0) + 1e-6 and forget_bias.min() >= 0.0
   with pytest.raises(ValueError, match="max_timescale must be above 2"):
     mlstm.init_params(dataclasses.replace(CFG, max_timescale=2.0), jax.random.PRNGKey(0))
+
+
+def test_weight_decay_shrinks_only_the_weight_norm_gains():
+  # Weight norm makes W independent of ||V||, so decay must act on the gains g to do anything.
+  params = _params()
+  mask = mlstm.decay_mask(params)
+  assert sorted(k for k, v in mask.items() if v is True) == ["gh", "gmh", "gmx", "gx"]
+  assert not any(jax.tree.leaves({k: v for k, v in mask.items() if not k.startswith("g")}))
+  lr, decay = 0.1, 0.2
+  train_cfg = ml_collections.ConfigDict(dict(
+      lr=lr, warmup_steps=0, schedule="constant", steps=10, min_lr_ratio=0.0, b1=0.9,
+      b2=0.999, eps=1e-8, weight_decay=decay, grad_clip=1.0))
+  tx, _ = optim.make_optimizer(train_cfg, decay_mask=mlstm.decay_mask)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  new = optax.apply_updates(params, updates)
+  for (path, old), got in zip(jax.tree_util.tree_flatten_with_path(params)[0],
+                              jax.tree.leaves(new)):
+    name = jax.tree_util.keystr(path)
+    want = old * (1 - lr * decay) if path[-1].key in mlstm.WEIGHT_NORM_GAINS else old
+    np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)

@@ -133,6 +133,25 @@ class MLSTM(nn.Module):
     return self.head(hs).astype(jnp.float32), carry
 
 
+WEIGHT_NORM_GAINS = ("gx", "gh", "gmx", "gmh")
+
+
+def decay_mask(params):
+  """Weight decay for an mLSTM shrinks the weight-norm gains g, and nothing else.
+
+  W = g * V / ||V|| does not change when V shrinks, so decaying the directions V would only
+  raise their effective learning rate; g is each column's scale. Decaying it lets a unit
+  whose cell has saturated (|c| >> 1, so tanh passes no gradient and it is stuck as an
+  integrator of its input) drift back to where it can learn again: on the tiny preset,
+  training turns most long-memory units into such integrators within 100 steps, and
+  without decay whether one came back to carry the mood was a matter of the seed.
+  The embedding and the head are not decayed.
+  """
+  def leaf(path, _):
+    return getattr(path[-1], "key", None) in WEIGHT_NORM_GAINS
+  return jax.tree_util.tree_map_with_path(leaf, params)
+
+
 def init_params(cfg: MLSTMConfig, rng):
   """Parameters with their logical axes (nn.Partitioned leaves), as the loop expects."""
   return MLSTM(cfg).init(rng, jnp.zeros((1, 1), jnp.int32))["params"]

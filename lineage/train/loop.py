@@ -41,6 +41,8 @@ class Task:
   flops_per_token: model FLOPs per trained token, for MFU; 0 to skip MFU.
   tokens_per_batch: tokens in one global batch, for tokens/s.
   model_dim: width of the model, needed by the noam schedule only.
+  decay_mask(params) -> a pytree of bools: the leaves weight decay shrinks; None: matrices
+    (lineage.train.optim.decay_mask).
   init_carry(batch_size) -> a pytree of arrays with a leading batch dimension: set for a
     stateful loss_fn (see lineage.train.step), e.g. an RNN trained by truncated
     backpropagation. The loop keeps the carry in the train state from step to step,
@@ -55,6 +57,7 @@ class Task:
   tokens_per_batch: int = 0
   model_dim: Optional[int] = None
   init_carry: Optional[Callable[[int], Any]] = None
+  decay_mask: Optional[Callable[[Any], Any]] = None
 
 
 @dataclasses.dataclass
@@ -88,7 +91,8 @@ def train_state_shardings(tx, boxed_params, mesh, abstract_carry=None):
 def build_trainer(cfg, task: Task) -> Trainer:
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
   sharding.check_batch_divisible(cfg.train.batch_size, mesh, cfg.train.micro_batches)
-  tx, schedule = optim.make_optimizer(cfg.train, task.model_dim)
+  tx, schedule = optim.make_optimizer(cfg.train, task.model_dim,
+                                      task.decay_mask or optim.decay_mask)
   rng = jax.random.PRNGKey(cfg.train.seed)
   stateful = task.init_carry is not None
   batch_size = cfg.train.batch_size

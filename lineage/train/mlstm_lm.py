@@ -102,7 +102,8 @@ def build_task(cfg, with_data=True):
       init_params=lambda rng: mlstm.init_params(model_cfg, rng),
       loss_fn=mlstm.lm_loss_fn(model_cfg), train_data=None,
       flops_per_token=mlstm.flops_per_token(model_cfg), tokens_per_batch=batch * seq_len,
-      model_dim=model_cfg.hidden_dim, init_carry=lambda b: mlstm.init_carry(model_cfg, b))
+      model_dim=model_cfg.hidden_dim, init_carry=lambda b: mlstm.init_carry(model_cfg, b),
+      decay_mask=mlstm.decay_mask)
   if with_data:
     process = dict(process_index=jax.process_index(), process_count=jax.process_count())
     train_docs = documents(lm_texts(cfg, "train"), "train")

@@ -47,8 +47,11 @@ def decay_mask(params):
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(train_cfg, model_dim=None):
+def make_optimizer(train_cfg, model_dim=None, decay_mask=decay_mask):
   """Global-norm clipping followed by AdamW; returns (optimizer, schedule).
+
+  `decay_mask(params)` names the leaves weight decay shrinks (default: matrices); a model
+  whose matrices are weight-normalised decays its gains instead (lineage.models.mlstm).
 
   `train_cfg.mu_dtype` ("bfloat16") keeps Adam's first moment in that dtype, saving a
   quarter of the optimizer's memory. The second moment stays in the parameters' dtype:
