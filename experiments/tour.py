@@ -147,7 +147,8 @@ def sentiment_section(workdir):
 
 A multiplicative LSTM ({m.hidden_dim} units, {m.embed_dim}-dimensional byte embedding, weight
 norm) trained as a byte language model for {cfg.train.steps} steps of {cfg.train.batch_size} x
-{cfg.data.seq_len} bytes (truncated backpropagation, state carried across chunks) on
+{cfg.data.seq_len} bytes (truncated backpropagation, state carried across chunks; Adam
+{cfg.train.lr:g}, weight decay {cfg.train.weight_decay:g} on the weight-norm gains) on
 synthetic reviews whose sentiment is a latent variable spread over many words. No labels are
 used in training; then a probe reads the final cell state of held-out labelled reviews.
 
