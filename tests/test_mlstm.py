@@ -237,8 +237,8 @@ def test_weight_decay_shrinks_only_the_weight_norm_gains():
       b2=0.999, eps=1e-8, weight_decay=decay, grad_clip=1.0))
   tx, _ = optim.make_optimizer(train_cfg, decay_mask=mlstm.decay_mask)
   zeros = jax.tree.map(jnp.zeros_like, params)
-  updates, _ = tx.update(zeros, tx.init(params), params)
-  new = optax.apply_updates(params, updates)
+  new = jax.jit(lambda p, g: optax.apply_updates(p, tx.update(g, tx.init(p), p)[0]))(
+      params, zeros)
   for (path, old), got in zip(jax.tree_util.tree_flatten_with_path(params)[0],
                               jax.tree.leaves(new)):
     name = jax.tree_util.keystr(path)
