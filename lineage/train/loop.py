@@ -91,8 +91,7 @@ def train_state_shardings(tx, boxed_params, mesh, abstract_carry=None):
 def build_trainer(cfg, task: Task) -> Trainer:
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
   sharding.check_batch_divisible(cfg.train.batch_size, mesh, cfg.train.micro_batches)
-  tx, schedule = optim.make_optimizer(cfg.train, task.model_dim,
-                                      task.decay_mask or optim.decay_mask)
+  tx, schedule = optim.make_optimizer(cfg.train, task.model_dim, task.decay_mask)
   rng = jax.random.PRNGKey(cfg.train.seed)
   stateful = task.init_carry is not None
   batch_size = cfg.train.batch_size

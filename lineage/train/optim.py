@@ -47,11 +47,12 @@ def decay_mask(params):
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(train_cfg, model_dim=None, decay_mask=decay_mask):
+def make_optimizer(train_cfg, model_dim=None, decay_mask_fn=None):
   """Global-norm clipping followed by AdamW; returns (optimizer, schedule).
 
-  `decay_mask(params)` names the leaves weight decay shrinks (default: matrices); a model
-  whose matrices are weight-normalised decays its gains instead (lineage.models.mlstm).
+  `decay_mask_fn(params)` names the leaves weight decay shrinks (None: `decay_mask`, the
+  matrices); a model whose matrices are weight-normalised decays its gains instead
+  (lineage.models.mlstm.decay_mask).
 
   `train_cfg.mu_dtype` ("bfloat16") keeps Adam's first moment in that dtype, saving a
   quarter of the optimizer's memory. The second moment stays in the parameters' dtype:
@@ -61,7 +62,7 @@ def make_optimizer(train_cfg, model_dim=None, decay_mask=decay_mask):
   tx = optax.chain(
       optax.clip_by_global_norm(train_cfg.grad_clip) if train_cfg.grad_clip else optax.identity(),
       optax.adamw(schedule, b1=train_cfg.b1, b2=train_cfg.b2, eps=train_cfg.eps,
-                  weight_decay=train_cfg.weight_decay, mask=decay_mask,
+                  weight_decay=train_cfg.weight_decay, mask=decay_mask_fn or decay_mask,
                   mu_dtype=train_cfg.get("mu_dtype") or None),
   )
   return tx, schedule
