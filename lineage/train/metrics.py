@@ -63,20 +63,22 @@ class MetricWriter:
 
   On resume from step `resume_step`, records logged after that step by the
   interrupted run are dropped, since the resumed run logs those steps again.
+  The TensorBoard writer is opened on the first scalar: tensorboardX creates an
+  event file per writer, so a rerun that logs nothing would leave an empty one.
   """
 
   def __init__(self, workdir, enabled=True, resume_step=0):
     self.enabled = enabled
     if not enabled:
       return
-    from tensorboardX import SummaryWriter  # imported here: only the writing process needs it
     path = os.path.join(workdir, "metrics.jsonl")
     if os.path.exists(path):
       kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
       with open(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in kept)
     self._jsonl = open(path, "a")
-    self._tb = SummaryWriter(os.path.join(workdir, "tb"))
+    self._tb_dir = os.path.join(workdir, "tb")
+    self._tb = None
 
   def write(self, step, metrics):
     if not self.enabled:
@@ -84,15 +86,21 @@ class MetricWriter:
     record = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
-    for key, value in record.items():
-      if key != "step" and isinstance(value, (int, float)):
-        self._tb.add_scalar(key, value, step)
+    scalars = {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
+    if not scalars:
+      return
+    if self._tb is None:
+      from tensorboardX import SummaryWriter  # imported here: only the writing process needs it
+      self._tb = SummaryWriter(self._tb_dir)
+    for key, value in scalars.items():
+      self._tb.add_scalar(key, value, step)
     self._tb.flush()
 
   def close(self):
     if self.enabled:
       self._jsonl.close()
-      self._tb.close()
+      if self._tb is not None:
+        self._tb.close()
 
 
 def _plain(value):
