@@ -28,6 +28,7 @@ import dataclasses
 import jax
 import ml_collections
 
+from configs import common
 from lineage.models import gpt
 
 # Peak learning rates: GPT-2 does not publish them; these are GPT-3's for the nearest size.
@@ -47,10 +48,8 @@ def resolve_dtype(cfg):
 
 
 def get_config(preset="tiny"):
-  c = ml_collections.ConfigDict()
+  c = common.get_config()
   c.preset = preset
-  c.init_from = ""
-  c.peak_flops = 0.0  # 0: known accelerator table, or a measured matmul rate on CPU
 
   # name: a TFDS dataset of lineage.data.builders (TEXT_DATASETS hold their documents under
   # text_key "text"; others name their field, e.g. sst_binary with text_key=sentence), or
@@ -61,22 +60,19 @@ def get_config(preset="tiny"):
       name="synthetic_text", text_key="text", tokenizer="byte", seq_len=128, train_split="train",
       eval_split="validation", worker_count=0, data_dir="", manual_dir="", vocab_dir="",
       bpe_vocab_size=8192, num_docs=6000, seed=0, path="", eval_fraction=0.05))
-  c.train = ml_collections.ConfigDict(dict(
-      steps=300, batch_size=16, micro_batches=1, lr=3e-3, warmup_steps=30,
-      schedule="cosine", min_lr_ratio=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,
-      grad_clip=1.0, log_every=25, eval_every=100, eval_batches=8, checkpoint_every=100,
-      keep_checkpoints=3, seed=0, mu_dtype=""))
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.train.update(steps=300, batch_size=16, lr=3e-3, warmup_steps=30, schedule="cosine",
+                 min_lr_ratio=0.1, b2=0.95, weight_decay=0.1, log_every=25, eval_every=100,
+                 eval_batches=8, checkpoint_every=100)
+  # temperature 0 is greedy decoding.
   c.sample = ml_collections.ConfigDict(dict(
       prompt="the ", max_new_tokens=100, num_samples=4, temperature=0.8, top_k=0,
-      top_p=0.95, greedy=False, seed=0))
+      top_p=0.95, seed=0))
   # --sample_preset=tldr, GPT-2's summarization protocol (section 3.6): the article, then
   # "\nTL;DR:", 100 tokens of top-k random sampling with k=2; the first 3 generated
   # sentences are the summary.
   c.sample.tldr = ml_collections.ConfigDict(dict(
       suffix="\nTL;DR:", max_new_tokens=100, top_k=2, top_p=1.0, temperature=1.0,
       summary_sentences=3))
-  c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
   # GPT-2's zero-shot Table 3 (lineage.eval.zero_shot). datasets: comma-separated keys of
   # zero_shot.DATASETS; context 0 = the model's; stride 0 = context // 2; max_examples caps
   # passages, questions or lines and max_bytes the enwik8/text8 test bytes (0: all) for quick

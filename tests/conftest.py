@@ -11,8 +11,11 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 
 import tempfile  # noqa: E402
 
-# Prepared TFDS datasets go to one scratch directory per session (subprocesses inherit it).
-os.environ.setdefault("LINEAGE_DATA_DIR", tempfile.mkdtemp(prefix="lineage_tfds_"))
+# Prepared TFDS datasets go to one scratch directory per session (subprocesses inherit it),
+# and one per pytest-xdist worker, so that two workers never prepare a dataset in one place.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER or "LINEAGE_DATA_DIR" not in os.environ:
+  os.environ["LINEAGE_DATA_DIR"] = tempfile.mkdtemp(prefix=f"lineage_tfds_{_WORKER or 'main'}_")
 
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test runs the binary in a subprocess
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 SMALL = ["--config=configs/gpt2.py:tiny", "--config.model.num_layers=1",

@@ -1,6 +1,7 @@
 """The Pallas KV-cache attention against kernels.reference, alone and inside greedy decoding."""
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from kernels import decode_attention, reference
-from lineage import sample
+from lineage import decode
 from lineage.models import gpt
 
 
@@ -59,22 +60,22 @@ def test_greedy_generation_equals_xla_at_every_step(monkeypatch):
   keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
   params = jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape)
                                      for p, k in zip(leaves, keys)])
-  greedy = sample.SamplingConfig(greedy=True)
-  decoders = [sample.Decoder(dataclasses.replace(CFG, attention_impl=impl), params, greedy)
-              for impl in ("pallas", "xla")]
-  tokens, segment_ids, positions = sample.left_pad(PROMPTS, 8)
-  states = [d.prefill(params, tokens, segment_ids, positions, 20) for d in decoders]
-  done = jnp.zeros((len(PROMPTS),), bool)
-  rng = jax.random.PRNGKey(0)
+  tokens, segment_ids, positions = decode.left_pad(PROMPTS, 8)
+  models = [gpt.GPT(dataclasses.replace(CFG, attention_impl=impl)) for impl in ("pallas", "xla")]
+  applies = [jax.jit(functools.partial(m.apply, {"params": params})) for m in models]
+  states = [apply(tokens, positions=positions, segment_ids=segment_ids,
+                  cache=gpt.init_cache(CFG, len(PROMPTS), 20)) for apply in applies]
+  last = positions[:, -1]
   generated = []
   for _ in range(12):
-    (pallas_logits, _, _), (xla_logits, _, _) = states
-    assert rel_err(pallas_logits, xla_logits) < 1e-5
-    steps = [d.step(params, logits, cache, last, rng, done)
-             for d, (logits, cache, last) in zip(decoders, states)]
-    np.testing.assert_array_equal(steps[0][0], steps[1][0])
-    generated.append(np.asarray(steps[0][0]))
-    states = [(logits, cache, last) for _, _, logits, cache, last in steps]
+    (pallas_logits, _), (xla_logits, _) = states
+    assert rel_err(pallas_logits[:, -1], xla_logits[:, -1]) < 1e-5
+    next_tokens = [np.asarray(logits[:, -1].argmax(-1)) for logits, _ in states]
+    np.testing.assert_array_equal(next_tokens[0], next_tokens[1])
+    generated.append(next_tokens[0])
+    last = last + 1
+    states = [apply(jnp.asarray(next_tokens[0])[:, None], positions=last[:, None], cache=cache)
+              for apply, (_, cache) in zip(applies, states)]
   assert all(len(set(t)) > 2 for t in np.stack(generated, 1).tolist())  # not one repeated token
   # Both layers ran the kernel, for the 8-token prefill and for the 1-token steps.
   assert {shape[1] for shape in calls} == {8, 1} and len(calls) == 4

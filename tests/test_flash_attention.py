@@ -116,6 +116,7 @@ def test_ops_dispatches_pallas():
   assert rel_err(got, want) < 2e-6
 
 
+@pytest.mark.slow
 def test_tiny_gpt_trains_identically_with_pallas_and_xla():
   def losses(impl):
     cfg = gpt.GPTConfig(vocab_size=64, context=64, num_layers=2, num_heads=2, embed_dim=32,

@@ -117,6 +117,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape, causal, window, segments, block_q, block_kv", CASES)
 def test_matches_reference_in_gpu_interpret_mode(interpret, shape, causal, window, segments,
                                                   block_q, block_kv):

@@ -73,8 +73,9 @@ def _attention(x, p, heads, window, segment_ids):
   return _dense(out, p["c_proj"])
 
 
-def hand_forward(cfg, params, tokens, positions=None, segment_ids=None):
-  """Logits [length, vocab] of one sequence: GPT-2 pre-LN, or GPT-1 post-LN when not cfg.pre_ln."""
+def hand_hidden(cfg, params, tokens, positions=None, segment_ids=None):
+  """Final hidden states [length, embed] of one sequence: GPT-2 pre-LN, or GPT-1 post-LN when
+  not cfg.pre_ln."""
   p = _np(params)
   positions = np.arange(len(tokens)) if positions is None else positions
   x = p["wte"]["embedding"][tokens] + p["wpe"]["embedding"][positions]
@@ -91,7 +92,13 @@ def hand_forward(cfg, params, tokens, positions=None, segment_ids=None):
       x = _layer_norm(x + mlp(x), block["ln_2"])
   if cfg.pre_ln:
     x = _layer_norm(x, p["ln_f"])
-  return x @ p["wte"]["embedding"].T
+  return x
+
+
+def hand_forward(cfg, params, tokens, positions=None, segment_ids=None):
+  """Logits [length, vocab]: the hidden states through the tied embedding."""
+  hidden = hand_hidden(cfg, params, tokens, positions, segment_ids)
+  return hidden @ _np(params)["wte"]["embedding"].T
 
 
 @pytest.mark.parametrize("name,count", [
@@ -176,6 +183,39 @@ def test_gpt1_post_ln_forward_equals_hand_written():
   tokens = tokens_of(1, 10, cfg.vocab_size, seed=1)
   np.testing.assert_allclose(apply(cfg, params, tokens)[0], hand_forward(cfg, params, tokens[0]),
                              atol=1e-5)
+
+
+@pytest.mark.parametrize("pre_ln", [True, False])
+def test_hidden_states_are_what_the_lm_head_reads(pre_ln):
+  """ln_f's output for GPT-2, the last block's for GPT-1; the logits are their tied projection."""
+  cfg = dataclasses.replace(TINY, pre_ln=pre_ln)
+  params = perturbed(init(cfg))
+  tokens = tokens_of(2, 9, cfg.vocab_size, seed=7)
+  hidden = apply(cfg, params, tokens, method="hidden_states")
+  assert hidden.shape == (2, 9, cfg.embed_dim)
+  for row in range(2):
+    np.testing.assert_allclose(hidden[row], hand_hidden(cfg, params, tokens[row]), atol=1e-5)
+  np.testing.assert_allclose(hidden @ params["wte"]["embedding"].T, apply(cfg, params, tokens),
+                             atol=1e-5)
+  cached, cache = apply(cfg, params, tokens, cache=gpt.init_cache(cfg, 2, 12),
+                        method="hidden_states")
+  np.testing.assert_allclose(cached, hidden, atol=1e-5)
+  assert int(cache["index"]) == 9
+
+
+def test_decoding_callables_are_equal_per_config_and_run_the_model():
+  """Equal configs give equal, equally hashed callables: lineage.decode's compile cache key."""
+  apply_fn, init_cache = gpt.decoding(TINY)
+  same = gpt.decoding(dataclasses.replace(TINY))
+  assert (apply_fn, init_cache) == same and hash((apply_fn, init_cache)) == hash(same)
+  assert apply_fn != gpt.decoding(dataclasses.replace(TINY, num_layers=1))[0]
+  params = perturbed(init(TINY))
+  tokens = tokens_of(2, 6, TINY.vocab_size, seed=8)
+  positions = np.broadcast_to(np.arange(6), (2, 6))
+  logits, cache = apply_fn(params, tokens, positions, np.ones((2, 6), np.int32), init_cache(2, 8))
+  want, want_cache = apply(TINY, params, tokens, cache=gpt.init_cache(TINY, 2, 8))
+  np.testing.assert_array_equal(logits, want)
+  jax.tree.map(np.testing.assert_array_equal, cache, want_cache)
 
 
 def test_gpt3_odd_layers_attend_within_the_band():

@@ -1,5 +1,6 @@
-"""The training loop end to end, through the gpt2 binary: resume, the NaN guard, mismatched
-checkpoints, learning, and what a run writes; and a stateful task (truncated BPTT) in process."""
+"""The training loop: through the gpt2 binary (a killed run resumes bit for bit, learning, what
+a run writes: slow), and in process: the NaN guard, mismatched checkpoints, a stateful task
+(truncated BPTT), the evaluation hook, parameter groups and data made from the parameters."""
 
 import dataclasses
 import hashlib
@@ -21,10 +22,12 @@ import orbax.checkpoint as ocp
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from configs import common
 from configs import gpt2 as gpt2_config
 from lineage.data import byte_streams
 from lineage.train import checkpoint as ckpt_lib
-from lineage.train import lm, loop, optim, sharding
+from lineage.milestones.gpt2 import task as gpt2_task
+from lineage.train import loop, optim, sharding, weights
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # A 2-layer model on a short corpus: a step takes milliseconds, start-up dominates.
@@ -78,6 +81,7 @@ def _logged_steps(workdir):
           if line.endswith("}")]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_bit_for_bit(tmp_path):
   # The tiny preset's own model, slow enough (tens of ms a step) to be killed mid-run.
   overrides = ["--config.train.steps=20", "--config.train.checkpoint_every=5",
@@ -108,37 +112,48 @@ def test_killed_run_resumes_bit_for_bit(tmp_path):
     assert np.array_equal(a, b), jax.tree_util.keystr(path)
 
 
+def _small_gpt(**train):
+  """A 2-layer GPT-2 on a short corpus: a step takes milliseconds."""
+  cfg = gpt2_config.get_config("tiny")
+  cfg.model.update(num_layers=2, embed_dim=64, mlp_dim=256, context=32)
+  cfg.data.update(seq_len=32, num_docs=300)
+  cfg.train.update(batch_size=8, log_every=1, **train)
+  return cfg
+
+
+def _train_small(workdir, cfg):
+  return loop.train(cfg, str(workdir), gpt2_task.build(cfg).task)
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-  overrides = [*SMALL, "--config.train.steps=10", "--config.train.checkpoint_every=5",
-               "--config.train.log_every=1"]
-  result = _run(tmp_path, *overrides, "--config.debug.nan_at_step=7")
-  assert result.returncode != 0
-  assert "at step 7" in result.stderr
-  assert "last good checkpoint is step 5" in result.stderr
+  cfg = _small_gpt(steps=10, checkpoint_every=5)
+  cfg.debug.nan_at_step = 7
+  with pytest.raises(loop.NonFiniteLossError, match="at step 7.*last good checkpoint is step 5"):
+    _train_small(tmp_path, cfg)
   assert _steps(tmp_path) == [5]
   assert max(_logged_steps(tmp_path)) == 6  # the NaN step is never logged as a result
   state = dict((jax.tree_util.keystr(p), v) for p, v in _restore(tmp_path, 5))
   assert int(state["['step']"]) == 5
   assert all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f")
 
-  result = _run(tmp_path, *overrides)
-  _check_ok(result)
-  assert "step 5" in result.stdout.split("resumed from", 1)[1].splitlines()[0]
+  cfg.debug.nan_at_step = -1
+  _train_small(tmp_path, cfg)
   assert max(_steps(tmp_path)) == 10
   assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 10
 
 
 def test_checkpoint_of_another_shape_is_refused_and_left_alone(tmp_path):
-  _check_ok(_run(tmp_path, *SMALL, "--config.train.steps=2", "--config.train.checkpoint_every=1"))
+  _train_small(tmp_path, _small_gpt(steps=2, checkpoint_every=1))
   before = _snapshot(tmp_path)
   assert any(name.startswith("checkpoints/2/") for name in before)
-
-  result = _run(tmp_path, *SMALL, "--config.train.steps=4", "--config.model.embed_dim=32",
-                "--config.model.mlp_dim=128")
-  assert result.returncode != 0
-  assert "does not fit this model" in result.stderr
-  assert "wte/embedding: checkpoint [257, 64] vs model [257, 32]" in result.stderr
-  assert "h_0/mlp/c_fc/kernel: checkpoint [64, 256] vs model [32, 128]" in result.stderr
+  other = _small_gpt(steps=4)
+  other.model.update(embed_dim=32, mlp_dim=128)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError) as error:
+    _train_small(tmp_path, other)
+  message = str(error.value)
+  assert "does not fit this model" in message
+  assert "wte/embedding: checkpoint [257, 64] vs model [257, 32]" in message
+  assert "h_0/mlp/c_fc/kernel: checkpoint [64, 256] vs model [32, 128]" in message
   assert _snapshot(tmp_path) == before
 
 
@@ -150,13 +165,15 @@ def tiny_run(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_tiny_preset_learns_far_below_the_unigram_entropy(tiny_run):
-  entropy = lm.train_unigram_entropy(lm.build(gpt2_config.get_config("tiny")))
+  entropy = gpt2_task.train_unigram_entropy(gpt2_task.build(gpt2_config.get_config("tiny")))
   summary = json.loads((tiny_run / "summary.json").read_text())
   assert summary["steps"] == 300
   assert summary["eval_loss"] < 0.5 * entropy, (summary, entropy)
 
 
+@pytest.mark.slow
 def test_run_writes_metrics_config_summary_and_events(tiny_run):
   records = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
   train = [r for r in records if "loss" in r]
@@ -175,6 +192,7 @@ def test_run_writes_metrics_config_summary_and_events(tiny_run):
   assert events and events[0].stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_changes_nothing(tiny_run):
   # TensorBoard starts a new (empty) events file per process; everything else must stay.
   results = lambda: {k: v for k, v in _snapshot(tiny_run).items() if not k.startswith("tb/")}
@@ -223,12 +241,11 @@ def _rnn_loss_fn(params, batch, rng, deterministic, carry):
 
 
 def _rnn_config(**train):
-  cfg = ml_collections.ConfigDict(dict(
-      mesh=dict(data=-1, fsdp=1, tensor=1), debug=dict(nan_at_step=-1), peak_flops=1.0,
-      train=dict(steps=6, batch_size=RNN_BATCH, micro_batches=1, lr=0.05, warmup_steps=0,
-                 schedule="constant", b1=0.9, b2=0.99, eps=1e-3, weight_decay=0.0,
-                 grad_clip=0.0, log_every=1, eval_every=1000, checkpoint_every=3,
-                 keep_checkpoints=10, seed=0)))
+  cfg = common.get_config()
+  cfg.peak_flops = 1.0
+  cfg.train.update(steps=6, batch_size=RNN_BATCH, lr=0.05, schedule="constant", b2=0.99,
+                   eps=1e-3, grad_clip=0.0, log_every=1, eval_every=1000, checkpoint_every=3,
+                   keep_checkpoints=10)
   cfg.train.update(train)
   return cfg
 
@@ -357,13 +374,14 @@ def test_evaluation_threads_a_fresh_carry_through_the_batches(rnn_run):
   assert abs(fresh - float(expected)) > 1e-3
 
 
-def test_weight_decay_follows_the_tasks_decay_mask():
+def test_weight_decay_follows_the_tasks_param_groups():
   """Decay is the only difference between two trainers, and it hits the leaves the task names."""
-  decay_recur = lambda params: {k: k == "recur" for k in params}
+  decay_recur = optim.ParamGroups.from_decay_mask(lambda params: {k: k == "recur" for k in params})
   lr, decay = 0.05, 0.5
   stepped = []
-  for task_mask, weight_decay in ((decay_recur, decay), (decay_recur, 0.0), (None, decay)):
-    task = dataclasses.replace(_rnn_task(None), decay_mask=task_mask)
+  for groups, weight_decay in ((decay_recur, decay), (decay_recur, 0.0),
+                               (optim.ParamGroups(), decay)):
+    task = dataclasses.replace(_rnn_task(None), param_groups=groups)
     trainer = loop.build_trainer(_rnn_config(lr=lr, weight_decay=weight_decay), task)
     with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
       state = trainer.init_state(jax.random.PRNGKey(0))
@@ -374,6 +392,76 @@ def test_weight_decay_follows_the_tasks_decay_mask():
   for name in init:
     shrink = lr * decay * init[name] if name == "recur" else 0.0
     np.testing.assert_allclose(undecayed[name] - masked[name], shrink, atol=1e-6, err_msg=name)
-  # Without a task mask, matrices decay (optim.decay_mask): the bias is left alone.
+  # By default matrices decay (optim.matrices_decay): the bias is left alone.
   np.testing.assert_allclose(default["bias"], undecayed["bias"], atol=1e-7)
-  assert np.abs(default["out"] - undecayed["out"]).max() > 1e-4
+
+
+def test_frozen_group_is_unchanged_after_training(tmp_path):
+  frozen_embed = optim.ParamGroups(
+      label=lambda params: {k: "frozen" if k == "embed" else "train" for k in params},
+      groups={"frozen": optim.ParamGroup(frozen=True), "train": optim.ParamGroup()})
+  task = dataclasses.replace(_rnn_task(_streams()), param_groups=frozen_embed)
+  state, _ = loop.train(_rnn_config(), str(tmp_path), task)
+  init = _rnn_init_params(jax.random.PRNGKey(0))
+  trained = jax.device_get(state.params)
+  np.testing.assert_array_equal(trained["embed"], init["embed"])
+  assert np.abs(trained["recur"] - init["recur"]).max() > 1e-3
+
+
+def test_evaluation_hook_is_logged_and_summarised(tmp_path):
+  """The task's evaluate(params, step) runs at eval_every and at the end, beside the eval loss."""
+  calls = []
+
+  def evaluate(params, step):
+    calls.append(step)
+    return {"recur_norm": float(jnp.linalg.norm(params["recur"])), "step_seen": step}
+
+  task = dataclasses.replace(_rnn_task(_streams()), evaluate=evaluate)
+  state, summary = loop.train(_rnn_config(eval_every=2), str(tmp_path), task)
+  assert calls == [2, 4, 6]
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  hooked = [r for r in records if "eval_recur_norm" in r]
+  assert [(r["step"], r["eval_step_seen"]) for r in hooked] == [(2, 2), (4, 4), (6, 6)]
+  final_norm = float(jnp.linalg.norm(jax.device_get(state.params)["recur"]))
+  assert hooked[-1]["eval_recur_norm"] == pytest.approx(final_norm, rel=1e-6)
+  assert summary["eval_recur_norm"] == pytest.approx(final_norm, rel=1e-6)
+  assert json.loads((tmp_path / "summary.json").read_text())["eval_step_seen"] == 6
+
+
+class _GreedyRollouts:
+  """Data made from the parameters being trained, as PPO's rollouts are: each batch is the
+  toy RNN's own greedy continuation of a fixed prompt under the current parameters."""
+
+  def __init__(self):
+    self.made, self.seen = 0, []
+
+  def next_batch(self, params, step):
+    self.seen.append((step, np.asarray(jax.device_get(params["out"])).sum()))
+    tokens = np.zeros((RNN_BATCH, RNN_SEQ + 1), np.int32)
+    tokens[:, 0] = np.arange(RNN_BATCH) + 97
+    h = np.zeros((RNN_BATCH, RNN_HIDDEN), np.float32)
+    p = jax.device_get(params)
+    for t in range(RNN_SEQ):
+      h = np.tanh(p["embed"][tokens[:, t]] + h @ p["recur"])
+      tokens[:, t + 1] = (h @ p["out"] + p["bias"]).argmax(-1)
+    self.made += 1
+    return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+
+  def get_state(self):
+    return {"made": self.made}
+
+  def set_state(self, state):
+    self.made = state["made"]
+
+
+def test_data_made_from_the_current_parameters(tmp_path):
+  """Task.train_data with next_batch(params, step): the loop hands it each step's parameters
+  (checkpointing, metrics and the NaN guard unchanged), and its state resumes."""
+  rollouts = _GreedyRollouts()
+  loop.train(_rnn_config(steps=4, checkpoint_every=2), str(tmp_path), _rnn_task(rollouts))
+  assert [step for step, _ in rollouts.seen] == [1, 2, 3, 4]
+  sums = [total for _, total in rollouts.seen]
+  assert len(set(sums)) == 4, "each batch was made with the parameters of its step"
+  resumed = _GreedyRollouts()
+  loop.train(_rnn_config(steps=6, checkpoint_every=2), str(tmp_path), _rnn_task(resumed))
+  assert [step for step, _ in resumed.seen] == [5, 6] and resumed.made == 6

@@ -234,8 +234,8 @@ def test_weight_decay_shrinks_only_the_weight_norm_gains():
   lr, decay = 0.1, 0.2
   train_cfg = ml_collections.ConfigDict(dict(
       lr=lr, warmup_steps=0, schedule="constant", steps=10, min_lr_ratio=0.0, b1=0.9,
-      b2=0.999, eps=1e-8, weight_decay=decay, grad_clip=1.0))
-  tx, _ = optim.make_optimizer(train_cfg, decay_mask_fn=mlstm.decay_mask)
+      b2=0.999, eps=1e-8, weight_decay=decay, grad_clip=1.0, mu_dtype=""))
+  tx, _ = optim.make_optimizer(train_cfg, optim.ParamGroups.from_decay_mask(mlstm.decay_mask))
   zeros = jax.tree.map(jnp.zeros_like, params)
   new = jax.jit(lambda p, g: optax.apply_updates(p, tx.update(g, tx.init(p), p)[0]))(
       params, zeros)

@@ -15,6 +15,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SMALL = ["--config.model.num_layers=2", "--config.model.embed_dim=64",
          "--config.model.mlp_dim=256", "--config.model.context=32", "--config.data.seq_len=32",

@@ -16,7 +16,7 @@ from lineage.train import optim
 
 def _train_cfg(**overrides):
   cfg = dict(steps=100, lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1,
-             b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0, grad_clip=0.0)
+             b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.0, grad_clip=0.0, mu_dtype="")
   cfg.update(overrides)
   return ml_collections.ConfigDict(cfg)
 
@@ -46,19 +46,14 @@ def test_constant_warms_up_then_stays_flat():
 
 
 def test_noam_matches_the_formula_and_peaks_at_warmup():
-  d, warmup, multiplier = 512, 400, 2.0
-  schedule = optim.make_schedule(_train_cfg(schedule="noam", lr=multiplier, warmup_steps=warmup,
-                                            steps=2000), model_dim=d)
+  d, warmup = 512, 400  # the paper's lr is d_model**-0.5
+  schedule = optim.make_schedule(_train_cfg(schedule="noam", lr=d ** -0.5, warmup_steps=warmup,
+                                            steps=2000))
   steps = np.arange(1, 2001)
-  expected = multiplier * d ** -0.5 * np.minimum(steps ** -0.5, steps * warmup ** -1.5)
+  expected = d ** -0.5 * np.minimum(steps ** -0.5, steps * warmup ** -1.5)
   lrs = np.asarray(jax.vmap(schedule)(jnp.asarray(steps)))
   np.testing.assert_allclose(lrs, expected, rtol=1e-5)
   assert steps[np.argmax(lrs)] == warmup
-
-
-def test_noam_needs_the_model_width():
-  with pytest.raises(ValueError, match="model_dim"):
-    optim.make_schedule(_train_cfg(schedule="noam"))
 
 
 def test_unknown_schedule_is_a_value_error_naming_the_choices():
@@ -74,11 +69,11 @@ def _gpt_params():
   return jax.tree.map(lambda p: p + 0.5, jax.jit(init)(jax.random.PRNGKey(0)))
 
 
-def test_decay_mask_names_matrices_only():
-  mask = optim.decay_mask(_gpt_params())
-  assert mask["wte"]["embedding"] and mask["h_0"]["mlp"]["c_fc"]["kernel"]
-  assert not mask["h_0"]["mlp"]["c_fc"]["bias"]
-  assert not mask["h_0"]["ln_1"]["scale"] and not mask["ln_f"]["bias"]
+def test_default_groups_decay_matrices_only():
+  labels = optim.ParamGroups().labels(_gpt_params())
+  assert labels["wte"]["embedding"] == labels["h_0"]["mlp"]["c_fc"]["kernel"] == "decay"
+  assert labels["h_0"]["mlp"]["c_fc"]["bias"] == "no_decay"
+  assert labels["h_0"]["ln_1"]["scale"] == labels["ln_f"]["bias"] == "no_decay"
 
 
 def test_weight_decay_shrinks_matrices_but_not_biases_or_layer_norm():
@@ -114,3 +109,35 @@ def test_gradients_are_clipped_to_the_global_norm(clip, scale):
   for key in params:
     clipped = grads[key] * scale
     np.testing.assert_allclose(updates[key], -lr * clipped / (jnp.abs(clipped) + eps), rtol=1e-5)
+
+
+def _one_step(tx, params, grads):
+  return jax.jit(lambda p, g: optax.apply_updates(p, tx.update(g, tx.init(p), p)[0]))(params,
+                                                                                      grads)
+
+
+def test_groups_freeze_scale_the_rate_and_set_their_own_decay():
+  """A frozen trunk stays put and its gradient does not count towards clipping; a head at
+  lr_scale 10 moves ten times as far; a group's weight decay overrides train.weight_decay."""
+  lr, eps = 0.1, 1e4  # Adam's first update is lr * g / eps: linear in g
+  groups = optim.ParamGroups(
+      label=lambda p: {"trunk": "frozen", "head": "head", "other": "plain"},
+      groups={"frozen": optim.ParamGroup(frozen=True), "head": optim.ParamGroup(lr_scale=10.0),
+              "plain": optim.ParamGroup(weight_decay=0.5)})
+  tx, _ = optim.make_optimizer(_train_cfg(lr=lr, warmup_steps=0, schedule="constant", eps=eps,
+                                          grad_clip=1.0, weight_decay=0.0), groups)
+  params = {"trunk": jnp.ones(3), "head": jnp.ones(3), "other": jnp.ones(3)}
+  grads = {"trunk": jnp.full(3, 100.0), "head": jnp.full(3, 0.1), "other": jnp.zeros(3)}
+  new = _one_step(tx, params, grads)
+  np.testing.assert_array_equal(new["trunk"], params["trunk"])
+  # Unclipped (norm 0.17 < 1 without the frozen gradient): 1 - 10 * lr * 0.1 / (0.1 + eps).
+  np.testing.assert_allclose(new["head"], 1 - 10 * lr * 0.1 / (0.1 + eps), rtol=1e-6)
+  np.testing.assert_allclose(new["other"], 1 - lr * 0.5, rtol=1e-6)
+  moments = [leaf for leaf in jax.tree.leaves(tx.init(params)) if leaf.shape == (3,)]
+  assert len(moments) == 4  # Adam's mu and nu for head and other; none for the frozen trunk
+
+
+def test_a_label_without_a_group_is_a_clear_error():
+  groups = optim.ParamGroups(label=lambda p: jax.tree.map(lambda _: "head", p))
+  with pytest.raises(ValueError, match=r"labelled \['head'\].*add a ParamGroup"):
+    optim.make_optimizer(_train_cfg(), groups)[0].init({"w": jnp.ones(2)})

@@ -151,12 +151,35 @@ def test_unit_trace_plot(tmp_path):
   smiley = chars.index("\u263a")
   assert char_values[smiley] == values[0][len(chars[:smiley + 1].encode()) - 1]
   path = tmp_path / "trace.png"
-  probe.plot_unit_trace(texts, values, str(path))
+  probe.plot_unit_trace(texts, values, str(path), sign=1)
   assert path.read_bytes()[:4] == b"\x89PNG"
   with pytest.raises(ValueError, match="one value per byte of preprocess"):
-    probe.plot_unit_trace(texts, [values[0], values[0]], str(path))
+    probe.plot_unit_trace(texts, [values[0], values[0]], str(path), sign=1)
   with pytest.raises(ValueError, match="one value array per text"):
-    probe.plot_unit_trace(texts, values[:1], str(path))
+    probe.plot_unit_trace(texts, values[:1], str(path), sign=1)
+  with pytest.raises(ValueError, match="sign must be 1 or -1"):
+    probe.plot_unit_trace(texts, values, str(path), sign=0)
+
+
+def _is_green(rgba):
+  return rgba[1] > rgba[0] + 0.3
+
+
+def _is_red(rgba):
+  return rgba[0] > rgba[1] + 0.3
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_unit_trace_shows_positive_text_in_green_whichever_way_the_unit_points(tmp_path, sign):
+  """'g' drives the unit towards positive sentiment (sign * value high), 'b' towards negative."""
+  text = "gb"  # preprocess: "\n gb ", so 'g' and 'b' are characters 2 and 3.
+  values = np.array([0.0, 0.0, 3.0, -3.0, 0.0]) * sign
+  colors = probe.trace_colors(values, sign)
+  assert _is_green(colors[2]) and _is_red(colors[3])
+  fig = probe.plot_unit_trace([text], [values], str(tmp_path / "trace.png"), sign=sign)
+  drawn = fig.axes[0].images[0].get_array()
+  assert _is_green(drawn[0, 2]) and _is_red(drawn[0, 3])
+  assert drawn[0, 10, 3] == 0.0  # Past the text: transparent.
 
 
 def test_histogram_of_a_constant_unit(tmp_path):

@@ -1,4 +1,5 @@
-"""The sentiment-neuron binary end to end at a reduced size, and its handling of bad input."""
+"""The sentiment neuron end to end at a reduced size, in process (train, probe, generate, the
+tour section, bad input), and its binary once as a user runs it (slow)."""
 
 import json
 import os
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 
 from configs import sentiment_neuron as sentiment_config
-from lineage.train import mlstm_lm
+from lineage.milestones.sentiment_neuron import task as sentiment_task
+from lineage.milestones.sentiment_neuron import tour
+from tests import binaries
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SMALL = ["--config.model.hidden_dim=32", "--config.model.embed_dim=16",
@@ -41,18 +44,23 @@ def _check_ok(result):
   return result.stdout
 
 
+def _in_process(workdir, *args):
+  return binaries.run_in_process("sentiment_neuron", "--config=configs/sentiment_neuron.py:tiny",
+                                 f"--workdir={workdir}", *SMALL, *args)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("sentiment")
-  _check_ok(_run(workdir, "--mode=train", "--config.train.steps=20"))
+  _in_process(workdir, "--mode=train", "--config.train.steps=20")
   return workdir
 
 
-def test_train_probe_generate(trained):
+def test_train_probe_generate(trained, capsys):
   assert (trained / "checkpoints" / "20").is_dir()
   train_summary = json.loads((trained / "summary.json").read_text())
   assert np.isfinite(train_summary["eval_loss"])
-  _check_ok(_run(trained, "--mode=probe"))
+  _in_process(trained, "--mode=probe")
   summary = json.loads((trained / "summary.json").read_text())
   assert summary["eval_loss"] == train_summary["eval_loss"]  # the probe adds to the summary
   for key in PROBE_KEYS:
@@ -64,7 +72,8 @@ def test_train_probe_generate(trained):
   for png in ("unit_histogram.png", "data_efficiency.png", "unit_trace.png"):
     assert (trained / png).stat().st_size > 1000, png
 
-  out = _check_ok(_run(trained, "--mode=generate"))
+  _in_process(trained, "--mode=generate")
+  out = capsys.readouterr().out
   generated = json.loads((trained / "generate.json").read_text())
   assert generated["unit"] == summary["single_unit"]
   assert set(generated["mean_score"]) == {"positive", "negative", "free"}
@@ -75,19 +84,18 @@ def test_train_probe_generate(trained):
 
 
 def test_probe_of_a_single_class_is_a_clear_error(trained):
-  result = _run(trained, "--mode=probe", "--config.probe.max_examples=1")
-  assert result.returncode != 0
-  assert "class" in result.stderr[-2000:]
+  with pytest.raises(ValueError, match="class"):
+    _in_process(trained, "--mode=probe", "--config.probe.max_examples=1")
 
 
 def test_probe_and_generate_need_their_predecessors(tmp_path):
-  result = _run(tmp_path, "--mode=probe")
-  assert result.returncode != 0
-  assert "no trained checkpoint" in result.stderr and "--mode=train" in result.stderr
-  result = _run(tmp_path, "--mode=generate")
-  assert result.returncode != 0 and "run --mode=probe first" in result.stderr
+  with pytest.raises(FileNotFoundError, match="no trained checkpoint.*--mode=train"):
+    _in_process(tmp_path, "--mode=probe")
+  with pytest.raises(FileNotFoundError, match="run --mode=probe first"):
+    _in_process(tmp_path, "--mode=generate")
 
 
+@pytest.mark.slow
 def test_text_file_with_invalid_utf8_and_empty_lines_trains(tmp_path):
   lines = [f"review {i}: the kettle is great.".encode() for i in range(600)]
   lines[3] = b"caf\xe9 au lait, \xff\xfe broken bytes"
@@ -97,22 +105,22 @@ def test_text_file_with_invalid_utf8_and_empty_lines_trains(tmp_path):
   path.write_bytes(b"\n".join(lines))
   out = _check_ok(_run(tmp_path / "run", "--mode=train", "--config.train.steps=2",
                        "--config.data.name=text_file", f"--config.data.path={path}",
-                       "--config.train.eval_batches=1"))
+                       "--config.train.eval_batches=1"))  # the binary as a user runs it
   assert "1 texts held invalid UTF-8" in out
   assert "train: skipped 3 empty texts" in out
   assert (tmp_path / "run" / "checkpoints" / "2").is_dir()
 
 
 def test_decode_and_documents_follow_the_paper_preprocessing():
-  texts = mlstm_lm.decode_all([b"fine", b"caf\xe9", "na\u00efve".encode()], "test")
+  texts = sentiment_task.decode_all([b"fine", b"caf\xe9", "na\u00efve".encode()], "test")
   assert texts == ["fine", "caf\ufffd", "na\u00efve"]
-  docs = mlstm_lm.documents(["A &amp; B\nC", "", "  ", "ok"], "test")
+  docs = sentiment_task.documents(["A &amp; B\nC", "", "  ", "ok"], "test")
   assert docs == [b"\n A & B C ", b"\n ok "]
 
 
 def test_missing_field_is_a_clear_error():
   with pytest.raises(ValueError, match="no field 'sentence'.*text_key"):
-    mlstm_lm.records([{"text": b"x", "label": 1}], ["sentence"], "synthetic_reviews")
+    sentiment_task.records([{"text": b"x", "label": 1}], ["sentence"], "synthetic_reviews")
 
 
 def test_config_presets():
@@ -125,17 +133,15 @@ def test_config_presets():
     sentiment_config.get_config("huge")
 
 
+@pytest.mark.slow
 def test_tour_section(tmp_path):
   """The tour's sentiment section at the reduced size: a report with its table and images."""
-  flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
-  small = [a.replace("--config.", "--sentiment_config.") for a in SMALL]
-  script = ("import sys; from absl import flags; from experiments import tour; "
-            "flags.FLAGS(sys.argv); print(tour.sentiment_section(sys.argv[1]))")
-  result = subprocess.run(
-      [sys.executable, "-c", script, str(tmp_path), *small, "--sentiment_config.train.steps=20"],
-      cwd=REPO, env={**os.environ, "XLA_FLAGS": flags.strip()}, capture_output=True,
-      encoding="utf-8", errors="replace", timeout=600)
-  out = _check_ok(result)
+  cfg = sentiment_config.get_config("tiny")
+  for arg in SMALL + ["--config.train.steps=20"]:
+    key, value = arg[len("--config."):].split("=")
+    section, field = key.split(".")
+    cfg[section][field] = type(cfg[section][field])(value)
+  out = tour.SECTION.run(cfg, str(tmp_path))
   assert "## The sentiment neuron (2017)" in out
   assert "best single unit of the same model at initialisation" in out
   for png in ("unit_histogram", "unit_trace", "data_efficiency"):

@@ -8,7 +8,8 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from configs import gpt2 as gpt2_config
-from lineage.train import lm, loop, optim, sharding, step as step_lib
+from lineage.milestones.gpt2 import task as gpt2_task
+from lineage.train import loop, optim, sharding, step as step_lib
 
 
 def _config(data, fsdp, tensor):
@@ -28,7 +29,7 @@ def sharded_and_single():
   """One train step on a data=2 x fsdp=2 x tensor=2 mesh and the same step on one device."""
   assert jax.device_count() == 8, "conftest forces 8 CPU devices"
   cfg = _config(2, 2, 2)
-  parts = lm.build(cfg)
+  parts = gpt2_task.build(cfg)
   trainer = loop.build_trainer(cfg, parts.task)
   state = trainer.init_state(jax.random.PRNGKey(cfg.train.seed))
   start = jax.device_get(state)
@@ -37,7 +38,7 @@ def sharded_and_single():
     sharded, sharded_metrics = trainer.train_step(state, loop.device_batch(batch, trainer.mesh))
 
   one_device = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
-  tx, _ = optim.make_optimizer(cfg.train, parts.model_cfg.embed_dim)
+  tx, _ = optim.make_optimizer(cfg.train)
   single_step = jax.jit(step_lib.make_train_step(parts.task.loss_fn, tx))
   with jax.set_mesh(one_device), nn.logical_axis_rules(sharding.LOGICAL_RULES):
     single, single_metrics = single_step(
@@ -73,13 +74,21 @@ def test_parameters_are_sharded_over_fsdp_and_tensor(sharded_and_single):
 
 
 def test_adam_moments_are_sharded_like_their_parameters(sharded_and_single):
+  """In every parameter group (decayed matrices, undecayed biases) each moment is sharded like
+  its parameter; a group leaves MaskedNodes where the other holds the moments."""
   state = sharded_and_single["sharded"]
+  checked = 0
   for moment in ("mu", "nu"):
-    moments = optax.tree_utils.tree_get(state.opt_state, moment)
-    same = jax.tree.map(lambda m, p: m.sharding.is_equivalent_to(p.sharding, p.ndim),
-                        moments, state.params)
-    assert all(jax.tree.leaves(same)), moment
-  mu_kernel = optax.tree_utils.tree_get(state.opt_state, "mu")["h_0"]["mlp"]["c_fc"]["kernel"]
+    for _, moments in optax.tree_utils.tree_get_all_with_path(state.opt_state, moment):
+      masked = lambda x: isinstance(x, optax.MaskedNode)
+      same = jax.tree.map(lambda m, p: None if masked(m) else
+                          m.sharding.is_equivalent_to(p.sharding, p.ndim),
+                          moments, state.params, is_leaf=masked)
+      assert all(jax.tree.leaves(same)), moment
+      checked += len(jax.tree.leaves(same))
+  assert checked == 2 * len(jax.tree.leaves(state.params))
+  decayed = optax.tree_utils.tree_get_all_with_path(state.opt_state, "mu")[0][1]
+  mu_kernel = decayed["h_0"]["mlp"]["c_fc"]["kernel"]
   assert {s.data.shape for s in mu_kernel.addressable_shards} == {(32, 128)}
 
 

@@ -10,7 +10,8 @@ import optax
 import pytest
 
 from lineage.models import gpt
-from lineage.train import lm, step as step_lib
+from lineage.milestones.gpt2 import task as gpt2_task
+from lineage.train import step as step_lib
 
 BATCH, SEQ = 16, 16
 MODEL = gpt.GPTConfig(vocab_size=32, context=SEQ, num_layers=2, num_heads=2, embed_dim=32,
@@ -36,7 +37,7 @@ def _batch(masked):
 @functools.cache
 def _jitted_step(micro_batches, nan_at_step):
   # Plain SGD with lr 1, so the update is the gradient itself and any accumulation error shows.
-  return jax.jit(step_lib.make_train_step(lm.lm_loss_fn(gpt.GPT(MODEL)), optax.sgd(1.0),
+  return jax.jit(step_lib.make_train_step(gpt2_task.lm_loss_fn(gpt.GPT(MODEL)), optax.sgd(1.0),
                                           micro_batches, nan_at_step))
 
 

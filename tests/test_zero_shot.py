@@ -196,6 +196,7 @@ def test_bad_input_is_a_clear_error(tiny_hf, bpe, tmp_path, tmp_path_factory):
     zero_shot.lambada_requests(bpe, ["a fine passage", "nospace"])
 
 
+@pytest.mark.slow
 def test_bench_zero_shot_matches_transformers(shared_data, tmp_path):
   """bench --what=zero_shot times both on the same windows and weights, which must agree."""
   pytest.importorskip("transformers")

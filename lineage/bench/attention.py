@@ -10,7 +10,8 @@ from absl import logging
 
 from kernels import flash_attention_mgpu, ops
 from lineage.bench import timing
-from lineage.train import lm
+from lineage.models import gpt
+from lineage.models import config as model_config_lib
 
 
 def _attention_grads(implementation):
@@ -45,7 +46,7 @@ def bench_attention(cfg, seq_lens, batch, steps, warmup, seed=0, head_dims=(), p
   FLOPs count the causal half of the four attention matmuls, forward plus a
   backward of 2.5 forwards (FlashAttention's convention).
   """
-  model_cfg = lm.model_config(cfg)
+  model_cfg = model_config_lib.from_config(gpt.GPTConfig, cfg.model)
   dtype = jnp.dtype(model_cfg.dtype)
   backend = jax.default_backend()
   implementations = ["xla"]

@@ -14,7 +14,7 @@ from lineage.data import builders, tokenizers
 from lineage.eval import detokenize, lm_metrics, scoring, zero_shot
 from lineage.interop import hf_gpt2
 from lineage.models import gpt
-from lineage.train import lm
+from lineage.models import config as model_config_lib
 
 
 def _wikitext2_windows(cfg, tokenizer, context, count):
@@ -55,7 +55,7 @@ def bench_zero_shot(cfg, batch, steps, warmup, seed=0):
   forward loop (eval mode, no_grad) on the same WikiText-2 windows and the same weights."""
   import torch  # pylint: disable=import-outside-toplevel
   import transformers  # pylint: disable=import-outside-toplevel
-  model_cfg = lm.model_config(cfg)
+  model_cfg = model_config_lib.from_config(gpt.GPTConfig, cfg.model)
   tokenizer = tokenizers.make_tokenizer("gpt2", vocab_dir=cfg.data.vocab_dir or None)
   context = cfg.zero_shot.context or model_cfg.context
   windows = _wikitext2_windows(cfg, tokenizer, context, batch * steps)

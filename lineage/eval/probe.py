@@ -15,6 +15,7 @@ how much each unit's own scale is worth. liblinear on raw [6920, 4096] features
 import html
 import os
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -297,11 +298,29 @@ def _characters_and_values(text, values):
   return chars, values[ends]
 
 
-def plot_unit_trace(texts, values, path, width=64):
-  """Each text's characters on a background coloured by the unit's value (red low, green high).
+def trace_colors(values, sign):
+  """RGBA colours of a unit's values: green where it reads positive sentiment, red negative.
+
+  sign is the fitted unit's (single_unit_sign: positive where sign * value is high),
+  so a unit that points down still shows positive text in green, as in the paper's
+  figure. The scale is symmetric around 0; NaN (padding) is transparent.
+  """
+  if sign not in (1, -1):
+    raise ValueError(f"sign must be 1 or -1 (the probe summary's single_unit_sign), got {sign!r}")
+  oriented = sign * np.asarray(values, dtype=np.float64)
+  finite = np.isfinite(oriented)
+  limit = float(np.max(np.abs(oriented[finite]), initial=0.0)) or 1.0
+  colors = matplotlib.colormaps["RdYlGn"]((oriented + limit) / (2 * limit))
+  colors[~finite] = 0.0
+  return colors
+
+
+def plot_unit_trace(texts, values, path, *, sign, width=64):
+  """Each text's characters on a background coloured by the unit's value, oriented by sign.
 
   values[i] holds one value per UTF-8 byte of preprocess(texts[i]); a character
-  takes the value after its last byte. The colour scale is symmetric around 0.
+  takes the value after its last byte. Colours as in trace_colors. Returns the
+  figure, whose image holds one RGBA cell per character.
   """
   if len(texts) != len(values) or not texts:
     raise ValueError(f"plot_unit_trace needs one value array per text and at least one text, "
@@ -317,13 +336,12 @@ def plot_unit_trace(texts, values, path, width=64):
       grid_chars.append(chars[start:start + width])
     rows.append(np.full(width, np.nan))
     grid_chars.append("")
-  grid = np.ma.masked_invalid(np.array(rows))
-  limit = float(np.max(np.abs(grid))) or 1.0
   fig = Figure(figsize=(width * 0.11, len(rows) * 0.2 + 0.3))
   ax = fig.add_axes((0, 0, 1, 1))
-  ax.imshow(grid, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+  ax.imshow(trace_colors(np.array(rows), sign), aspect="auto", interpolation="nearest")
   for r, line in enumerate(grid_chars):
     for col, ch in enumerate(line):
       ax.text(col, r, ch, ha="center", va="center", fontsize=8, family="monospace")
   ax.set_axis_off()
   fig.savefig(path, dpi=100)
+  return fig

@@ -6,8 +6,8 @@ compilations), padding rows and positions carry weight 0, and only per-request
 sums and greedy flags leave the device, never the [batch, length, vocab] logits.
 The LM head, the largest matmul of a small GPT with a 50k vocabulary, runs only on
 the positions a request scores (LAMBADA: its last word; a sliding window: its
-last `stride` tokens): the model's logits output is left unused, so XLA drops it,
-and the head is applied to the captured final hidden states at those positions.
+last `stride` tokens): the model's final hidden states are gathered at those
+positions, and only then projected onto the vocabulary.
 """
 
 import dataclasses
@@ -109,21 +109,11 @@ class Scorer:
     return inputs, positions, targets, weights, first
 
 
-def _final_hidden(model, params, inputs):
-  """The hidden states the LM head reads, [batch, length, embed], captured from the model
-  (GPT-2 style: ln_f's output; GPT-1 style, no ln_f: the last block's)."""
-  cfg = model.cfg
-  name = "ln_f" if cfg.pre_ln else f"h_{cfg.num_layers - 1}"
-  _, state = model.apply({"params": params}, inputs,
-                         capture_intermediates=lambda module, _: module.name == name)
-  hidden = state["intermediates"][name]["__call__"][0]
-  return hidden if cfg.pre_ln else hidden[0]
-
-
 def _score_block(model, valid_vocab, params, inputs, positions, targets, weights, first, banned,
                  with_greedy):
   dtype = jnp.dtype(model.cfg.dtype)
-  hidden = jnp.take_along_axis(_final_hidden(model, params, inputs), positions[..., None], axis=1)
+  hidden = model.apply({"params": params}, inputs, method="hidden_states")
+  hidden = jnp.take_along_axis(hidden, positions[..., None], axis=1)
   embedding = params["wte"]["embedding"].astype(dtype)
   logits = jnp.dot(hidden.astype(dtype), embedding.T).astype(jnp.float32)
   if valid_vocab < logits.shape[-1]:

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from safetensors import numpy as safetensors_np
 
+from lineage.models import config as model_config_lib
 from lineage.models import gpt
 
 CONFIG_FILE = "config.json"
@@ -27,8 +28,35 @@ ARCHITECTURES = {"GPT2LMHeadModel", "GPT2Model"}
 BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 
 
+# GPTConfig fields that fix what the weights compute; dropout, dtype and the like may differ.
+ARCHITECTURE_FIELDS = ("vocab_size", "context", "num_layers", "num_heads", "embed_dim",
+                       "head_dim", "mlp_dim", "pre_ln", "layer_norm_eps", "local_window")
+
+
 class HFCheckpointError(ValueError):
   pass
+
+
+def architecture_differences(run_model, source_model, source_name):
+  """Lines like "model.num_layers: run has 4, hf has 2" for every architecture field that
+  differs; both sides are GPTConfigs or dicts of GPTConfig fields."""
+  run, other = (model_config_lib.from_config(gpt.GPTConfig, m, ignore_unknown=True)
+                for m in (run_model, source_model))
+  return [f"model.{name}: run has {getattr(run, name)}, {source_name} has {getattr(other, name)}"
+          for name in ARCHITECTURE_FIELDS if getattr(run, name) != getattr(other, name)]
+
+
+def import_for(run_cfg: gpt.GPTConfig, path):
+  """The parameters of a Hugging Face directory for a run of `run_cfg`, whose architecture must
+  be the directory's: weights of a model with another head count would load without a shape
+  error and compute nonsense. This is the GPT task's `init_from=hf:PATH` importer."""
+  hf_cfg, params = import_hf(path)
+  differences = architecture_differences(run_cfg, hf_cfg, "hf")
+  if differences:
+    raise HFCheckpointError(
+        f"init_from='hf:{path}' is a model of another architecture:\n  " +
+        "\n  ".join(differences) + "\nSet the run's --config.model.* fields to the source's.")
+  return params
 
 
 def tensor_table(cfg: gpt.GPTConfig):

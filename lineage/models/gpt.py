@@ -185,43 +185,60 @@ class GPT(nn.Module):
 
   With `cache` (from `init_cache`), the tokens are written at cache slot
   `cache["index"]` onwards and the call returns `(logits, new_cache)`; tokens
-  whose segment id is 0 are padding and are never attended to.
+  whose segment id is 0 are padding and are never attended to. `hidden_states`
+  stops before the tied LM head, for heads of other shapes (a scorer that reads
+  a few positions, a reward model, a classifier).
   """
   cfg: GPTConfig
 
-  @nn.compact
-  def __call__(self, tokens, positions=None, segment_ids=None, cache=None, deterministic=True):
+  def setup(self):
     cfg = self.cfg
     dtype = jnp.dtype(cfg.dtype)
+    self.wte = nn.Embed(cfg.vocab_size, cfg.embed_dim, dtype=dtype, param_dtype=jnp.float32,
+                        embedding_init=_normal(0.02, ("vocab", "embed")))
+    self.wpe = nn.Embed(cfg.context, cfg.embed_dim, dtype=dtype, param_dtype=jnp.float32,
+                        embedding_init=_normal(0.01, ("length", "embed")))
+    # The name the module had when GPT was compact: its dropout masks derive from it.
+    self.embed_dropout = nn.Dropout(cfg.dropout, name="Dropout_0")
+    block_cls = nn.remat(Block, static_argnums=(4,)) if cfg.remat else Block
+    self.h = [block_cls(cfg, i) for i in range(cfg.num_layers)]  # named h_0, h_1, ...
+    if cfg.pre_ln:
+      self.ln_f = _layer_norm(cfg, "ln_f")
+
+  def hidden_states(self, tokens, positions=None, segment_ids=None, cache=None,
+                    deterministic=True):
+    """What the LM head reads, [batch, length, embed]: ln_f's output (pre-LN), or the last
+    block's (GPT-1's post-LN); with `cache`, `(hidden, new_cache)`."""
+    cfg = self.cfg
     batch, length = tokens.shape
     if positions is None:
       start = 0 if cache is None else cache["index"]
       positions = jnp.broadcast_to(start + jnp.arange(length), (batch, length))
-    wte = nn.Embed(cfg.vocab_size, cfg.embed_dim, dtype=dtype, param_dtype=jnp.float32,
-                   embedding_init=_normal(0.02, ("vocab", "embed")), name="wte")
-    wpe = nn.Embed(cfg.context, cfg.embed_dim, dtype=dtype, param_dtype=jnp.float32,
-                   embedding_init=_normal(0.01, ("length", "embed")), name="wpe")
-    x = wte(tokens) + wpe(positions)
-    x = nn.Dropout(cfg.dropout)(x, deterministic=deterministic)
+    x = self.wte(tokens) + self.wpe(positions)
+    x = self.embed_dropout(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
 
     if cache is not None:
       valid_new = jnp.ones((batch, length), bool) if segment_ids is None else segment_ids > 0
       valid = jax.lax.dynamic_update_slice(cache["valid"], valid_new, (0, cache["index"]))
-    block_cls = nn.remat(Block, static_argnums=(4,)) if cfg.remat else Block
     new_layers = []
-    for i in range(cfg.num_layers):
+    for i, block in enumerate(self.h):
       layer_cache = None if cache is None else {**cache["layers"][i], "index": cache["index"],
                                                 "valid": valid}
-      x, layer_cache = block_cls(cfg, i, name=f"h_{i}")(
-          x, None if cache is not None else segment_ids, layer_cache, deterministic)
+      x, layer_cache = block(x, None if cache is not None else segment_ids, layer_cache,
+                             deterministic)
       new_layers.append(layer_cache)
     if cfg.pre_ln:
-      x = _layer_norm(cfg, "ln_f")(x).astype(dtype)
-    logits = wte.attend(x).astype(jnp.float32)
+      x = self.ln_f(x).astype(jnp.dtype(cfg.dtype))
     if cache is None:
-      return logits
-    return logits, {"layers": tuple(new_layers), "valid": valid, "index": cache["index"] + length}
+      return x
+    return x, {"layers": tuple(new_layers), "valid": valid, "index": cache["index"] + length}
+
+  def __call__(self, tokens, positions=None, segment_ids=None, cache=None, deterministic=True):
+    out = self.hidden_states(tokens, positions, segment_ids, cache, deterministic)
+    hidden, new_cache = (out, None) if cache is None else out
+    logits = self.wte.attend(hidden).astype(jnp.float32)
+    return logits if cache is None else (logits, new_cache)
 
 
 def init_cache(cfg: GPTConfig, batch, slots, dtype=None):
@@ -236,6 +253,30 @@ def init_cache(cfg: GPTConfig, batch, slots, dtype=None):
   layer = lambda: {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
   return {"layers": tuple(layer() for _ in range(cfg.num_layers)),
           "valid": jnp.zeros((batch, slots), bool), "index": jnp.zeros((), jnp.int32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class _DecodeApply:
+  """`lineage.decode`'s apply_fn for one config; equal configs give equal (and equally
+  hashed) functions, so decoders built from them share compiled executables."""
+  cfg: GPTConfig
+
+  def __call__(self, params, tokens, positions, segment_ids, cache):
+    return GPT(self.cfg).apply({"params": params}, tokens, positions=positions,
+                               segment_ids=segment_ids, cache=cache)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DecodeCache:
+  cfg: GPTConfig
+
+  def __call__(self, batch, slots):
+    return init_cache(self.cfg, batch, slots)
+
+
+def decoding(cfg: GPTConfig):
+  """(apply_fn, init_cache) in the form `lineage.decode.Generator` takes."""
+  return _DecodeApply(cfg), _DecodeCache(cfg)
 
 
 def count_params(params, include_positions=True):

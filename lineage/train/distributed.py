@@ -8,6 +8,7 @@ import os
 
 import jax
 from absl import flags
+from jax.experimental import multihost_utils
 
 
 def define_flags():
@@ -39,3 +40,13 @@ def initialize_from_flags():
                                heartbeat_timeout_seconds=f.heartbeat_timeout_seconds)
   elif _auto_detected():
     jax.distributed.initialize(heartbeat_timeout_seconds=f.heartbeat_timeout_seconds)
+
+
+def process_zero_first(build, what):
+  """build() on process 0, then on the others: it prepares datasets and trains tokenizers
+  that the other processes then read rather than race to write."""
+  if jax.process_count() == 1:
+    return build()
+  result = build() if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices(f"{what}: data prepared")
+  return build() if result is None else result

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -21,9 +21,9 @@ import optax
 from jax.experimental import multihost_utils
 
 from lineage.train import checkpoint as ckpt_lib
-from lineage.train import init_from
 from lineage.train import metrics as metrics_lib
 from lineage.train import optim, sharding, step as step_lib
+from lineage.train import weights
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -36,13 +36,22 @@ class Task:
 
   init_params(rng) -> params with nn.Partitioned leaves (their logical axes).
   loss_fn: see lineage.train.step.
-  train_data: an iterator of numpy batch dicts with get_state() / set_state(state).
-  eval_data: () -> iterable of batches, a fresh pass over the held-out set.
+  train_data: an iterator of numpy batch dicts with get_state() / set_state(state); or, for
+    data that depends on the parameters being trained (PPO's rollouts), an object with
+    next_batch(params, step) -> batch and the same get_state() / set_state(). The loop hands
+    it the current parameters before every step; it samples from them (lineage.decode,
+    compiled once) and keeps whatever it needs across steps (a rollout buffer, a KL
+    coefficient) in its state, which is checkpointed with the run.
+  eval_data: () -> iterable of batches, a fresh pass over the held-out set (the eval loss).
+  evaluate(params, step) -> {name: scalar}: metrics that are not a loss (BLEU, pass@k,
+    few-shot accuracy, a probe, reward-model accuracy), run every train.eval_every steps and
+    at the end, logged as eval_<name> beside the eval loss.
+  param_groups: how the optimizer treats each parameter (frozen, learning-rate scale, weight
+    decay); see lineage.train.optim.ParamGroups. Default: matrices decay.
+  import_params: {kind: import_fn} for `--config.init_from=KIND:PATH`; import_fn(path) ->
+    a parameter tree, after checking the source's architecture (lineage.train.weights).
   flops_per_token: model FLOPs per trained token, for MFU; 0 to skip MFU.
   tokens_per_batch: tokens in one global batch, for tokens/s.
-  model_dim: width of the model, needed by the noam schedule only.
-  decay_mask(params) -> a pytree of bools: the leaves weight decay shrinks; None: matrices
-    (lineage.train.optim.decay_mask).
   init_carry(batch_size) -> a pytree of arrays with a leading batch dimension: set for a
     stateful loss_fn (see lineage.train.step), e.g. an RNN trained by truncated
     backpropagation. The loop keeps the carry in the train state from step to step,
@@ -51,13 +60,14 @@ class Task:
   """
   init_params: Callable[[jax.Array], Any]
   loss_fn: Callable
-  train_data: Any
+  train_data: Any = None
   eval_data: Optional[Callable[[], Iterable[dict]]] = None
+  evaluate: Optional[Callable[[Any, int], dict]] = None
+  param_groups: optim.ParamGroups = dataclasses.field(default_factory=optim.ParamGroups)
+  import_params: Mapping[str, Callable[[str], Any]] = dataclasses.field(default_factory=dict)
   flops_per_token: float = 0.0
   tokens_per_batch: int = 0
-  model_dim: Optional[int] = None
   init_carry: Optional[Callable[[int], Any]] = None
-  decay_mask: Optional[Callable[[Any], Any]] = None
 
 
 @dataclasses.dataclass
@@ -78,20 +88,37 @@ def train_state_shardings(tx, boxed_params, mesh, abstract_carry=None):
   parameters, counters and the rng replicated, the carry (if any) like the batch rows.
   `mesh` may be an AbstractMesh."""
   param_shardings = sharding.logical_shardings(boxed_params, mesh)
-  abstract_opt = jax.eval_shape(tx.init, nn.unbox(boxed_params))
-  opt_shardings = optax.tree_map_params(
-      tx, lambda _, s: s, abstract_opt, param_shardings,
-      transform_non_params=lambda _: sharding.replicated(mesh))
+  params = nn.unbox(boxed_params)
+  opt_shardings = _like_their_params(jax.eval_shape(tx.init, params), params, param_shardings,
+                                     sharding.replicated(mesh))
   carry_shardings = jax.tree.map(lambda _: sharding.batch_sharding(mesh), abstract_carry)
   return step_lib.TrainState(step=sharding.replicated(mesh), params=param_shardings,
                              opt_state=opt_shardings, rng=sharding.replicated(mesh),
                              carry=carry_shardings)
 
 
+def _like_their_params(opt_state, params, param_shardings, replicated):
+  """Shardings of an optimizer state: a leaf whose path ends with a parameter's path and has
+  its shape (an Adam moment, in whichever parameter group holds it) is sharded like that
+  parameter; counters and the rest are replicated."""
+  flat = lambda tree: {tuple(path): leaf
+                       for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  shapes = {path: leaf.shape for path, leaf in flat(params).items()}
+  shardings = flat(param_shardings)
+
+  def leaf_sharding(path, leaf):
+    for start in range(len(path)):
+      suffix = tuple(path[start:])
+      if shapes.get(suffix) == leaf.shape:
+        return shardings[suffix]
+    return replicated
+  return jax.tree_util.tree_map_with_path(leaf_sharding, opt_state)
+
+
 def build_trainer(cfg, task: Task) -> Trainer:
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor)
   sharding.check_batch_divisible(cfg.train.batch_size, mesh, cfg.train.micro_batches)
-  tx, schedule = optim.make_optimizer(cfg.train, task.model_dim, task.decay_mask)
+  tx, schedule = optim.make_optimizer(cfg.train, task.param_groups)
   rng = jax.random.PRNGKey(cfg.train.seed)
   stateful = task.init_carry is not None
   batch_size = cfg.train.batch_size
@@ -110,7 +137,7 @@ def build_trainer(cfg, task: Task) -> Trainer:
   batch_sharding = sharding.batch_sharding(mesh)
   train_step = jax.jit(
       step_lib.make_train_step(task.loss_fn, tx, cfg.train.micro_batches,
-                               cfg.debug.get("nan_at_step", -1), stateful=stateful),
+                               cfg.debug.nan_at_step, stateful=stateful),
       in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None),
       donate_argnums=0)
   eval_shardings = (param_shardings, batch_sharding) + ((batch_sharding,) if stateful else ())
@@ -161,18 +188,18 @@ def _global_rows(batch):
   return rows.pop()
 
 
-def restore_or_init(cfg, trainer, checkpoints, train_data):
+def restore_or_init(cfg, trainer, checkpoints, task):
   """The latest checkpoint in the workdir, or a freshly initialised state."""
   latest = checkpoints.latest_step()
   if latest is None:
     state = trainer.init_state(jax.random.PRNGKey(cfg.train.seed))
-    if cfg.get("init_from"):
-      state = state.replace(params=init_from.load_params(cfg.init_from, state.params,
-                                                         cfg.get("model")))
+    if cfg.init_from:
+      state = state.replace(params=weights.load_params(cfg.init_from, state.params,
+                                                       task.import_params))
     return state
   state, data_state = checkpoints.restore(latest, trainer.abstract_state)
   if data_state is not None:
-    train_data.set_state(_own_data_state(data_state))
+    task.train_data.set_state(_own_data_state(data_state))
   metrics_lib.console(f"resumed from {checkpoints.directory} step {latest}")
   return state
 
@@ -211,23 +238,63 @@ def write_config(cfg, workdir):
     f.write(cfg.to_json_best_effort(indent=2, sort_keys=True))
 
 
+def next_batch(task, params, step):
+  """The next host batch: from the iterator, or made from the current parameters."""
+  if hasattr(task.train_data, "next_batch"):
+    return task.train_data.next_batch(params, step)
+  return next(task.train_data)
+
+
+def check_finite(loss, step, checkpoints, last_saved):
+  """The NaN guard: a non-finite loss stops training, keeping the last good checkpoint."""
+  if np.isfinite(loss):
+    return
+  checkpoints.wait()
+  raise NonFiniteLossError(
+      f"loss is {loss} at step {step}; training stopped. The last good checkpoint "
+      f"is step {last_saved} in {checkpoints.directory} (rerun to resume from it). "
+      "Try a lower --config.train.lr, a smaller --config.train.grad_clip, or fp32.")
+
+
+def run_evaluation(trainer, task, params, step):
+  """The held-out loss (if the task has eval data) and the task's evaluation hook, as
+  {"eval_<name>": value}."""
+  result = {}
+  if task.eval_data:
+    result.update({f"eval_{k}": v for k, v in evaluate(trainer, params, task.eval_data()).items()})
+  if task.evaluate:
+    extra = {f"eval_{k}": float(v) for k, v in task.evaluate(params, step).items()}
+    clash = sorted(set(extra) & set(result))
+    if clash:
+      raise ValueError(f"the task's evaluate hook returns {clash}, which the eval loss already "
+                       "reports; rename them")
+    result.update(extra)
+  return result
+
+
+def _eval_line(step, total, result):
+  return f"step {step}/{total}  " + "  ".join(
+      f"{k.replace('_', ' ', 1)} {v:.4f}" for k, v in result.items())
+
+
 def train(cfg, workdir, task: Task):
   """Trains to `cfg.train.steps`, resuming from `workdir` if it holds checkpoints.
 
-  Returns the summary dict also written to `workdir/summary.json`.
+  Returns (state, summary); the summary is also written to `workdir/summary.json`.
   """
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   trainer = build_trainer(cfg, task)
   checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
-                                     max_to_keep=cfg.train.get("keep_checkpoints", 3))
-  state = restore_or_init(cfg, trainer, checkpoints, task.train_data)
+                                     max_to_keep=cfg.train.keep_checkpoints)
+  state = restore_or_init(cfg, trainer, checkpoints, task)
   if is_main:
     write_config(cfg, workdir)
   first_step = int(state.step)
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main, resume_step=first_step)
-  peak = metrics_lib.peak_flops_per_device(cfg.get("peak_flops", 0.0))
+  peak = metrics_lib.peak_flops_per_device(cfg.peak_flops)
   total = cfg.train.steps
+  evaluates = bool(task.eval_data or task.evaluate)
   eval_result = {}
   window_start, window_tokens = time.perf_counter(), 0
   run_start = time.perf_counter()
@@ -236,15 +303,10 @@ def train(cfg, workdir, task: Task):
   try:
     with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
       for step in range(first_step + 1, total + 1):
-        batch = device_batch(next(task.train_data), trainer.mesh)
+        batch = device_batch(next_batch(task, state.params, step), trainer.mesh)
         state, metrics = trainer.train_step(state, batch)
         loss = float(metrics["loss"])
-        if not np.isfinite(loss):
-          checkpoints.wait()
-          raise NonFiniteLossError(
-              f"loss is {loss} at step {step}; training stopped. The last good checkpoint "
-              f"is step {last_saved} in {checkpoints.directory} (rerun to resume from it). "
-              "Try a lower --config.train.lr, a smaller --config.train.grad_clip, or fp32.")
+        check_finite(loss, step, checkpoints, last_saved)
         window_tokens += task.tokens_per_batch
         if step % cfg.train.log_every == 0 or step == total:
           elapsed = time.perf_counter() - window_start
@@ -259,10 +321,10 @@ def train(cfg, workdir, task: Task):
               f"step {step}/{total}  loss {loss:.4f}  {tokens_per_sec:,.0f} tok/s  "
               f"MFU {100 * record['mfu']:.1f}%  ETA {metrics_lib.format_duration(eta)}")
           window_start, window_tokens = time.perf_counter(), 0
-        if task.eval_data and (step % cfg.train.eval_every == 0 or step == total):
-          eval_result = evaluate(trainer, state.params, task.eval_data())
-          writer.write(step, {f"eval_{k}": v for k, v in eval_result.items()})
-          metrics_lib.console(f"step {step}/{total}  eval loss {eval_result['loss']:.4f}")
+        if evaluates and (step % cfg.train.eval_every == 0 or step == total):
+          eval_result = run_evaluation(trainer, task, state.params, step)
+          writer.write(step, eval_result)
+          metrics_lib.console(_eval_line(step, total, eval_result))
           window_start = time.perf_counter()
         if step % cfg.train.checkpoint_every == 0 or step == total:
           checkpoints.save(step, state, _all_data_states(task.train_data))
@@ -271,11 +333,11 @@ def train(cfg, workdir, task: Task):
     checkpoints.close()
     writer.close()
 
-  if task.eval_data and first_step >= total:
+  if evaluates and first_step >= total:
     # A rerun of a finished run trains nothing; evaluate so its summary keeps the eval results.
-    eval_result = evaluate(trainer, state.params, task.eval_data())
-  summary = {"steps": total, "final_train_loss": _last_train_loss(workdir),
-             **{f"eval_{k}": v for k, v in eval_result.items()}}
+    with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+      eval_result = run_evaluation(trainer, task, state.params, total)
+  summary = {"steps": total, "final_train_loss": _last_train_loss(workdir), **eval_result}
   if is_main:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=2)

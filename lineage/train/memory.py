@@ -20,8 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lineage.models import gpt
-from lineage.train import loop, lm, optim, sharding, step as step_lib
+from lineage.train import loop, optim, sharding, step as step_lib
 
 
 @dataclasses.dataclass
@@ -50,45 +49,44 @@ def _per_device_bytes(tree, shardings):
              for x, s in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)))
 
 
-def _abstract_parts(model_cfg, train_cfg, mesh):
-  """(model, optimizer, abstract TrainState, its shardings) on `mesh`, with no device work."""
-  model = gpt.GPT(model_cfg)
-  tx, _ = optim.make_optimizer(train_cfg, model_cfg.embed_dim)
+def _abstract_parts(task, train_cfg, mesh):
+  """(optimizer, abstract TrainState, its shardings) on `mesh`, with no device work."""
+  tx, _ = optim.make_optimizer(train_cfg, task.param_groups)
   rng = jax.random.PRNGKey(0)
-  boxed = jax.eval_shape(lambda r: model.init(r, jnp.zeros((1, 1), jnp.int32))["params"], rng)
+  boxed = jax.eval_shape(task.init_params, rng)
   params = nn.unbox(boxed)
   state = step_lib.TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
                               opt_state=jax.eval_shape(tx.init, params),
                               rng=jax.eval_shape(lambda: rng))
   with nn.logical_axis_rules(sharding.LOGICAL_RULES):
     shardings = loop.train_state_shardings(tx, boxed, mesh)
-  return model, tx, state, shardings
+  return tx, state, shardings
 
 
-def analyse(model_cfg, train_cfg, seq_len, data, fsdp, tensor, compile=False):
-  """Memory of training `model_cfg` with `train_cfg` (batch, micro-batches, optimizer) on a
-  data x fsdp x tensor mesh; `compile` adds XLA's figures (needs data*fsdp*tensor devices)."""
-  _, _, state, shardings = _abstract_parts(model_cfg, train_cfg,
-                                           _abstract_mesh(data, fsdp, tensor))
+def analyse(task, train_cfg, seq_len, data, fsdp, tensor, compile=False):
+  """Memory of training the task's model with `train_cfg` (batch, micro-batches, optimizer) on
+  a data x fsdp x tensor mesh; `compile` adds XLA's figures (needs data*fsdp*tensor devices)
+  for a next-token batch of `seq_len` tokens per row."""
+  _, state, shardings = _abstract_parts(task, train_cfg, _abstract_mesh(data, fsdp, tensor))
   result = Memory(num_params=sum(x.size for x in jax.tree.leaves(state.params)),
                   params=_per_device_bytes(state.params, shardings.params),
                   optimizer=_per_device_bytes(state.opt_state, shardings.opt_state))
   if compile:
-    compiled = compile_train_step(model_cfg, train_cfg, seq_len, data, fsdp, tensor)
+    compiled = compile_train_step(task, train_cfg, seq_len, data, fsdp, tensor)
     analysis = compiled.memory_analysis()
     result.temporaries = analysis.temp_size_in_bytes
     result.compiled_arguments = analysis.argument_size_in_bytes
   return result
 
 
-def compile_train_step(model_cfg, train_cfg, seq_len, data, fsdp, tensor):
+def compile_train_step(task, train_cfg, seq_len, data, fsdp, tensor):
   """The train step, as training builds it, compiled for abstract inputs on a device mesh."""
   mesh = sharding.make_mesh(data, fsdp, tensor, devices=jax.devices()[:data * fsdp * tensor])
   sharding.check_batch_divisible(train_cfg.batch_size, mesh, train_cfg.micro_batches)
-  model, tx, state, shardings = _abstract_parts(model_cfg, train_cfg, mesh)
+  tx, state, shardings = _abstract_parts(task, train_cfg, mesh)
   batch_sharding = sharding.batch_sharding(mesh)
   tokens = jax.ShapeDtypeStruct((train_cfg.batch_size, seq_len), jnp.int32, sharding=batch_sharding)
-  step = jax.jit(step_lib.make_train_step(lm.lm_loss_fn(model), tx, train_cfg.micro_batches),
+  step = jax.jit(step_lib.make_train_step(task.loss_fn, tx, train_cfg.micro_batches),
                  in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
                  donate_argnums=0)
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):

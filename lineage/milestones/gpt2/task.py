@@ -1,18 +1,24 @@
-"""Next-token prediction: the loss function every language model in the lineage trains with."""
+"""GPT-2's training task: a GPT trained by next-token prediction on a text corpus.
+
+`build(cfg)` gives the model, its tokenizer, the data and the loop's Task; the modes of the
+milestone (train, eval, zero-shot, sample, export) start from it. GPT-1 and GPT-3 pre-train
+the same way: when they land, this objective moves to the earliest of them (GPT-1), which
+GPT-2 then imports.
+"""
 
 import dataclasses
-import os
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lineage import sample as sample_lib
 from lineage.data import builders, lm_batches, pipeline, tokenizers
 from lineage.data.builders import synthetic_text
+from lineage.interop import hf_gpt2
+from lineage.models import config as model_config_lib
 from lineage.models import gpt
-from lineage.train import checkpoint as ckpt_lib
 from lineage.train import loop
 
 
@@ -52,7 +58,18 @@ class LMParts:
 
 
 def model_config(cfg) -> gpt.GPTConfig:
-  return gpt.GPTConfig(**cfg.model.to_dict())
+  return model_config_lib.from_config(gpt.GPTConfig, cfg.model)
+
+
+def gpt_task(model_cfg, train_data=None, eval_data=None, tokens_per_batch=0):
+  """The loop's Task for a GPT of `model_cfg`: init, loss, FLOPs, the hf: importer."""
+  model = gpt.GPT(model_cfg)
+  init_params = lambda rng: model.init(rng, jnp.zeros((1, 1), jnp.int32))["params"]
+  abstract = jax.eval_shape(init_params, jax.random.PRNGKey(0))
+  return loop.Task(init_params=init_params, loss_fn=lm_loss_fn(model), train_data=train_data,
+                   eval_data=eval_data, flops_per_token=gpt.flops_per_token(model_cfg, abstract),
+                   tokens_per_batch=tokens_per_batch,
+                   import_params={"hf": functools.partial(hf_gpt2.import_for, model_cfg)})
 
 
 def _sources(data_cfg):
@@ -127,13 +144,7 @@ def build(cfg, workdir=None) -> LMParts:
                                                  batch_size=batch_size,
                                                  max_batches=cfg.train.eval_batches,
                                                  text_key=data.text_key, **process)
-  dummy = jnp.zeros((1, seq_len), jnp.int32)
-  init_params = lambda rng: model.init(rng, dummy)["params"]
-  abstract = jax.eval_shape(init_params, jax.random.PRNGKey(0))
-  parts.task = loop.Task(init_params=init_params, loss_fn=lm_loss_fn(model),
-                         train_data=train_data, eval_data=eval_data,
-                         flops_per_token=gpt.flops_per_token(model_cfg, abstract),
-                         tokens_per_batch=seq_len * batch_size, model_dim=model_cfg.embed_dim)
+  parts.task = gpt_task(model_cfg, train_data, eval_data, seq_len * batch_size)
   return parts
 
 
@@ -143,27 +154,3 @@ def train_unigram_entropy(parts: LMParts, text_key="text", max_records=20_000):
     return lm_batches.unigram_entropy(parts.train_tokens)
   docs = list(_texts(parts.train_source, text_key, max_records))
   return lm_batches.unigram_entropy(lm_batches.tokenize_documents(docs, parts.tokenizer))
-
-
-def restore_params(cfg, workdir, parts: LMParts):
-  """The parameters of the latest checkpoint in `workdir`."""
-  checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"))
-  latest = checkpoints.latest_step()
-  if latest is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with "
-                            f"--mode=train --workdir={workdir}")
-  trainer = loop.build_trainer(cfg, parts.task)
-  state, _ = checkpoints.restore(latest, trainer.abstract_state)
-  checkpoints.close()
-  return state.params
-
-
-def sample_texts(cfg, parts: LMParts, params, prompts):
-  """Decoded completions of text prompts under the config's sampling settings."""
-  s = cfg.sample
-  decoder = sample_lib.Decoder(parts.model_cfg, params, sample_lib.SamplingConfig(
-      temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, greedy=s.greedy,
-      stop_tokens=(parts.tokenizer.eot_id,)))
-  completions = decoder.generate([parts.tokenizer.encode(p) for p in prompts], s.max_new_tokens,
-                                 rng=jax.random.PRNGKey(s.seed))
-  return [parts.tokenizer.decode(c) for c in completions]
