@@ -3,7 +3,7 @@
   python -m experiments.bench --what=train_step --config=configs/gpt2.py:tiny \
       [--config.model.num_layers=6 ...] [--steps=20 --warmup=3]
   python -m experiments.bench --what=decode --config=configs/gpt2.py:tiny \
-      --prompt_len=16 --new_tokens=256 --batch=1
+      --prompt_len=16 --new_tokens=112 --batch=1   # prompt + new tokens within the context
   python -m experiments.bench --what=data --config=configs/gpt2.py:tiny \
       --config.data.name=ptb --config.data.tokenizer=gpt2 --config.model.vocab_size=50304
   python -m experiments.bench --what=attention --config=configs/gpt2.py:tiny \
