@@ -465,3 +465,17 @@ def test_data_made_from_the_current_parameters(tmp_path):
   resumed = _GreedyRollouts()
   loop.train(_rnn_config(steps=6, checkpoint_every=2), str(tmp_path), _rnn_task(resumed))
   assert [step for step, _ in resumed.seen] == [5, 6] and resumed.made == 6
+
+
+def test_resuming_with_other_param_groups_is_a_clear_error(tmp_path):
+  """An optimizer state of another structure cannot resume; the error says how to start from
+  the checkpoint's parameters instead, and the checkpoint is left alone."""
+  loop.train(_rnn_config(steps=3), str(tmp_path), _rnn_task(_streams()))
+  before = _snapshot(tmp_path / "checkpoints")
+  frozen = optim.ParamGroups(label=lambda params: {k: "frozen" for k in params},
+                             groups={"frozen": optim.ParamGroup(frozen=True)})
+  task = dataclasses.replace(_rnn_task(_streams()), param_groups=frozen)
+  with pytest.raises(ckpt_lib.CheckpointMismatchError,
+                     match=f"optimizer state of another structure.*init_from={tmp_path}@3"):
+    loop.train(_rnn_config(steps=6), str(tmp_path), task)
+  assert _snapshot(tmp_path / "checkpoints") == before

@@ -73,8 +73,18 @@ class Checkpoints:
           f"the checkpoint at {self.directory} step {step} does not fit this model; "
           "offending parameters:\n" + "\n".join(mismatch) +
           "\nUse a fresh --workdir for a different model, or the config the run was started with.")
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    except ValueError as e:
+      if "tree structures do not match" not in str(e):
+        raise
+      raise CheckpointMismatchError(
+          f"the checkpoint at {self.directory} step {step} holds an optimizer state of another "
+          "structure (other parameter groups, or written before lineage's optimizer became "
+          "per-group AdamW), so it cannot be resumed as is. Its parameters still load: start a "
+          f"new run from them with --config.init_from={os.path.dirname(self.directory)}"
+          f"@{step} and a fresh --workdir.\n{e}") from None
     return restored["state"], restored["meta"]["data"]
 
   def restore_partial(self, step, abstract_subtree):
