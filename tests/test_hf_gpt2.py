@@ -12,8 +12,8 @@ from safetensors import numpy as safetensors_np
 
 from configs import gpt2 as gpt2_config
 from lineage.interop import hf_gpt2
-from lineage.models import gpt
 from lineage.milestones.gpt2 import task as gpt2_task
+from lineage.models import gpt
 from lineage.train import loop
 
 torch = pytest.importorskip("torch")

@@ -15,7 +15,6 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -25,9 +24,9 @@ from jax.sharding import PartitionSpec as P
 from configs import common
 from configs import gpt2 as gpt2_config
 from lineage.data import byte_streams
-from lineage.train import checkpoint as ckpt_lib
 from lineage.milestones.gpt2 import task as gpt2_task
-from lineage.train import loop, optim, sharding, weights
+from lineage.train import checkpoint as ckpt_lib
+from lineage.train import loop, optim, sharding
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # A 2-layer model on a short corpus: a step takes milliseconds, start-up dominates.

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from configs import gpt2 as gpt2_config
-from lineage.models import gpt
 from lineage.milestones.gpt2 import task as gpt2_task
+from lineage.models import gpt
 from lineage.train import loop, memory, metrics
 
 TRAIN = gpt2_config.get_config("117m").train

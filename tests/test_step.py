@@ -9,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from lineage.models import gpt
 from lineage.milestones.gpt2 import task as gpt2_task
+from lineage.models import gpt
 from lineage.train import step as step_lib
 
 BATCH, SEQ = 16, 16
