@@ -14,10 +14,10 @@
       --config=configs/gpt2.py:tiny --config.model.num_layers=6 --config.model.embed_dim=384 \
       --config.model.num_heads=6 --config.model.mlp_dim=1536 --config.model.context=512 \
       --config.model.vocab_size=50257 --batch=4 --steps=4 --warmup=1
-The measurements live in lineage/bench/ (gpt_lm.py, attention.py, zero_shot.py); this binary
-is their flags. Warm-up calls absorb compilation; the timed calls each end with
-block_until_ready, and medians resist the noise of a shared machine. The last stdout line is
-one JSON object, for scripts to parse.
+The measurements live in lineage/milestones/gpt2/bench.py and lineage/bench/ (attention.py,
+zero_shot.py); this binary is their flags. Warm-up calls absorb compilation; the timed calls
+each end with block_until_ready, and medians resist the noise of a shared machine. The last
+stdout line is one JSON object, for scripts to parse.
 """
 
 import json
@@ -28,8 +28,8 @@ from ml_collections import config_flags
 
 from configs import gpt2 as gpt2_config
 from lineage.bench import attention as attention_bench
-from lineage.bench import gpt_lm
 from lineage.bench import zero_shot as zero_shot_bench
+from lineage.milestones.gpt2 import bench as gpt2_bench
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "configs/gpt2.py:PRESET", lock_config=True)
@@ -61,12 +61,12 @@ def main(argv):
   cfg = FLAGS.config
   gpt2_config.resolve_dtype(cfg)
   if FLAGS.what == "train_step":
-    result = gpt_lm.bench_train_step(cfg, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
+    result = gpt2_bench.bench_train_step(cfg, FLAGS.steps, FLAGS.warmup, FLAGS.seed)
     print(f"{result['tokens_per_sec']:,.0f} tok/s, {result['step_seconds_median']:.3f} s/step, "
           f"{result['model_gflops_per_sec']:.1f} model GFLOP/s of a "
           f"{result['peak_gflops_per_sec']:.1f} GFLOP/s peak: MFU {100 * result['mfu']:.1f}%")
   elif FLAGS.what == "data":
-    result = gpt_lm.bench_data(cfg, FLAGS.steps, FLAGS.warmup)
+    result = gpt2_bench.bench_data(cfg, FLAGS.steps, FLAGS.warmup)
     print(f"{result['tokens_per_sec']:,.0f} tok/s from the {cfg.data.name} pipeline "
           f"({cfg.data.tokenizer} tokenizer, {cfg.data.worker_count} workers)")
   elif FLAGS.what == "attention":
@@ -84,7 +84,7 @@ def main(argv):
             f"{row['tflops_per_sec']:.3g} TFLOP/s{versus}, gradient error "
             f"{row['grad_rel_error']:.1e}, {row['temp_bytes'] / 2**20:.1f} MiB temporaries")
   elif FLAGS.what == "memory":
-    result = gpt_lm.bench_memory(cfg, FLAGS.meshes, FLAGS.model_preset, FLAGS.compile)
+    result = gpt2_bench.bench_memory(cfg, FLAGS.meshes, FLAGS.model_preset, FLAGS.compile)
     gib = lambda n: "n/a" if n is None else f"{n / 2**30:.2f}"
     print(f"{result['model']}: {result['results'][0]['num_params'] / 1e6:,.0f}M parameters; "
           "GiB per device (data x fsdp x tensor)")
@@ -100,7 +100,7 @@ def main(argv):
           f"{result['hf_tokens_per_sec']:,.0f} tok/s, ratio {result['speedup']:.2f}x "
           f"(window log-probs agree to {result['max_abs_logprob_difference']:.1e} nats)")
   else:
-    result = gpt_lm.bench_decode(cfg, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.batch,
+    result = gpt2_bench.bench_decode(cfg, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.batch,
                                  FLAGS.steps, FLAGS.warmup, FLAGS.seed)
     print(f"{result['new_tokens_per_sec']:,.1f} new tok/s at batch {result['batch']}, "
           f"{result['generate_seconds_median']:.3f} s per generate call")

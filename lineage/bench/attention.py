@@ -10,8 +10,8 @@ from absl import logging
 
 from kernels import flash_attention_mgpu, ops
 from lineage.bench import timing
-from lineage.models import gpt
 from lineage.models import config as model_config_lib
+from lineage.models import gpt
 
 
 def _attention_grads(implementation):

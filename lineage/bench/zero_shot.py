@@ -13,8 +13,8 @@ import numpy as np
 from lineage.data import builders, tokenizers
 from lineage.eval import detokenize, lm_metrics, scoring, zero_shot
 from lineage.interop import hf_gpt2
-from lineage.models import gpt
 from lineage.models import config as model_config_lib
+from lineage.models import gpt
 
 
 def _wikitext2_windows(cfg, tokenizer, context, count):

@@ -43,7 +43,8 @@ class Sampling:
     return Flags(False, bool(self.top_k > 0), bool(self.top_p < 1))
 
   def values(self):
-    """The traced settings; a greedy Sampling's are placeholders the flags leave unread."""
+    """The traced settings. Greedy decoding reads none of them (its flags take the argmax),
+    so a greedy Sampling passes temperature 1.0 in place of its 0, keeping the shapes."""
     return {"temperature": np.float32(self.temperature or 1.0), "top_k": np.int32(self.top_k),
             "top_p": np.float32(self.top_p)}
 

@@ -1,7 +1,6 @@
-"""The GPT-2 task's train step, input pipeline, training memory and KV-cache decoding, measured
-through the same builders a run uses (lineage.milestones.gpt2.task, lineage.train.loop,
-lineage.decode), so a number here is what a run would get. Behind experiments/bench.py;
-like the binaries, the benchmarks may use any milestone."""
+"""GPT-2's train step, input pipeline, training memory and KV-cache decoding, measured through
+the same builders a run uses (task.build, lineage.train.loop, lineage.decode), so a number
+here is what a run would get. experiments/bench.py is their flags."""
 
 import statistics
 
