@@ -6,9 +6,11 @@ memory grows linearly with the sequence. The backward pass recomputes the
 scores from the saved log-sum-exp (jax.custom_vjp: grad cannot go through a
 pallas_call), with one kernel for dq (per query block) and one for dk and dv
 (per key block). Blocks that causality or the local window mask entirely are
-skipped through the loop bounds. Sequences are padded to whole blocks inside
-and the padded keys masked. Layout [batch, seq, heads, head_dim], as
-kernels.ops.attention; on CPU the kernels run in interpret mode.
+skipped through the loop bounds. Queries and keys may differ in length
+(cross-attention, non-causal), each with its own segment ids. Sequences are
+padded to whole blocks inside and the padded keys masked. Layout [batch, seq,
+heads, head_dim], as kernels.ops.attention; on CPU the kernels run in interpret
+mode.
 """
 
 import functools
@@ -17,6 +19,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+
+from kernels import reference
 
 _INIT_MAX = -0.7 * float(jnp.finfo(jnp.float32).max)  # finite, so exp(m_old - m_new) never NaNs
 _TRANS_B = (((1,), (1,)), ((), ()))  # x @ y.T without materialising y.T
@@ -57,13 +61,13 @@ def resolve_interpret(interpret):
   return interpret
 
 
-def _mask(q_start, k_start, shape, cfg, length, padded, q_seg, kv_seg):
+def _mask(q_start, k_start, shape, cfg, kv_length, padded, q_seg, kv_seg):
   """[block_q, block_k] True where the query may attend to the key, or None if all may."""
   q_pos = q_start + jax.lax.broadcasted_iota(jnp.int32, shape, 0)
   k_pos = k_start + jax.lax.broadcasted_iota(jnp.int32, shape, 1)
   masks = []
   if padded:
-    masks.append(k_pos < length)
+    masks.append(k_pos < kv_length)
   if cfg.causal:
     masks.append(q_pos >= k_pos)
   if cfg.local_window is not None:
@@ -114,7 +118,7 @@ def _split_refs(refs, has_segments, num_outputs):
   return inputs, None, None, outputs
 
 
-def _fwd_kernel(*refs, cfg, length, padded, scale, has_segments):
+def _fwd_kernel(*refs, cfg, kv_length, padded, scale, has_segments):
   (q_ref, k_ref, v_ref), qs_ref, ks_ref, (o_ref, lse_ref) = _split_refs(refs, has_segments, 2)
   block_q, block_k = cfg.block_q, cfg.block_k
   i = pl.program_id(2)
@@ -128,7 +132,7 @@ def _fwd_kernel(*refs, cfg, length, padded, scale, has_segments):
     v = v_ref[pl.ds(start, block_k), :]
     s = jax.lax.dot_general(q, k, _TRANS_B, preferred_element_type=jnp.float32) * scale
     kv_seg = None if ks_ref is None else ks_ref[:, pl.ds(start, block_k)]
-    mask = _mask(i * block_q, start, s.shape, cfg, length, padded, q_seg, kv_seg)
+    mask = _mask(i * block_q, start, s.shape, cfg, kv_length, padded, q_seg, kv_seg)
     if mask is not None:
       s = jnp.where(mask, s, -jnp.inf)
     return online_softmax_step(m, l, acc, s, v)
@@ -152,7 +156,7 @@ def _probs_and_dscores(q, k, v, do, lse, delta, mask, scale):
   return p, p * (dp - delta)
 
 
-def _dq_kernel(*refs, cfg, length, padded, scale, has_segments):
+def _dq_kernel(*refs, cfg, kv_length, padded, scale, has_segments):
   ins, qs_ref, ks_ref, (dq_ref,) = _split_refs(refs, has_segments, 1)
   q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref = ins
   block_q, block_k = cfg.block_q, cfg.block_k
@@ -165,7 +169,7 @@ def _dq_kernel(*refs, cfg, length, padded, scale, has_segments):
     k = k_ref[pl.ds(start, block_k), :]
     v = v_ref[pl.ds(start, block_k), :]
     kv_seg = None if ks_ref is None else ks_ref[:, pl.ds(start, block_k)]
-    mask = _mask(i * block_q, start, (block_q, block_k), cfg, length, padded, q_seg, kv_seg)
+    mask = _mask(i * block_q, start, (block_q, block_k), cfg, kv_length, padded, q_seg, kv_seg)
     _, ds = _probs_and_dscores(q, k, v, do, lse, delta, mask, scale)
     return dq + jax.lax.dot(ds.astype(k.dtype), k, preferred_element_type=jnp.float32)
 
@@ -174,7 +178,7 @@ def _dq_kernel(*refs, cfg, length, padded, scale, has_segments):
   dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
 
 
-def _dkv_kernel(*refs, cfg, length, padded, scale, has_segments):
+def _dkv_kernel(*refs, cfg, kv_length, padded, scale, has_segments):
   ins, qs_ref, ks_ref, (dk_ref, dv_ref) = _split_refs(refs, has_segments, 2)
   q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref = ins
   block_q, block_k = cfg.block_q, cfg.block_k
@@ -188,7 +192,7 @@ def _dkv_kernel(*refs, cfg, length, padded, scale, has_segments):
     rows = pl.ds(start, block_q)
     q, do = q_ref[rows, :], do_ref[rows, :]
     q_seg = None if qs_ref is None else qs_ref[rows, :]
-    mask = _mask(start, j * block_k, (block_q, block_k), cfg, length, padded, q_seg, kv_seg)
+    mask = _mask(start, j * block_k, (block_q, block_k), cfg, kv_length, padded, q_seg, kv_seg)
     p, ds = _probs_and_dscores(q, k, v, do, lse_ref[rows, :], delta_ref[rows, :], mask, scale)
     dv += jax.lax.dot(p.T.astype(do.dtype), do, preferred_element_type=jnp.float32)
     dk += jax.lax.dot(ds.T.astype(q.dtype), q, preferred_element_type=jnp.float32)
@@ -206,58 +210,63 @@ def _heads_first(x, padded_length):
   return jnp.pad(x, ((0, 0), (0, 0), (0, padded_length - x.shape[2]), (0, 0)))
 
 
-def _segment_inputs(segment_ids, q_len, k_len):
-  """Query ids as a [b, q_len, 1] column, key ids as a [b, 1, k_len] row: 2-D tiles for TPU."""
-  if segment_ids is None:
+def _segment_inputs(segments, q_len, k_len):
+  """Query ids as a [b, q_len, 1] column, key ids as a [b, 1, k_len] row: 2-D tiles for TPU.
+  Padding gets id 0; padded keys are masked by position, padded query rows are dropped."""
+  if segments is None:
     return []
-  pad = lambda n: jnp.pad(segment_ids.astype(jnp.int32), ((0, 0), (0, n - segment_ids.shape[1])))
-  return [pad(q_len)[:, :, None], pad(k_len)[:, None, :]]
+  pad = lambda ids, n: jnp.pad(ids.astype(jnp.int32), ((0, 0), (0, n - ids.shape[1])))
+  q_seg, kv_seg = segments
+  return [pad(q_seg, q_len)[:, :, None], pad(kv_seg, k_len)[:, None, :]]
 
 
-def _call(kernel, cfg, grid, in_specs, out_specs, out_shape, args, length, padded, scale,
+def _call(kernel, cfg, grid, in_specs, out_specs, out_shape, args, kv_length, padded, scale,
           has_segments):
-  kernel = functools.partial(kernel, cfg=cfg, length=length, padded=padded, scale=scale,
+  kernel = functools.partial(kernel, cfg=cfg, kv_length=kv_length, padded=padded, scale=scale,
                              has_segments=has_segments)
   return pl.pallas_call(kernel, grid=grid, in_specs=in_specs, out_specs=out_specs,
                         out_shape=out_shape, interpret=cfg.interpret)(*args)
 
 
-def _geometry(cfg, q):
-  batch, length, heads, dim = q.shape
-  q_len, k_len = _round_up(length, cfg.block_q), _round_up(length, cfg.block_k)
-  return batch, length, heads, dim, q_len, k_len, k_len != length
+def _geometry(cfg, q, k):
+  """Shapes, the block-padded query and key lengths, and whether keys were padded."""
+  batch, q_length, heads, dim = q.shape
+  kv_length = k.shape[1]
+  q_len, k_len = _round_up(q_length, cfg.block_q), _round_up(kv_length, cfg.block_k)
+  return batch, q_length, kv_length, heads, dim, q_len, k_len, k_len != kv_length
 
 
-def _forward(cfg, q, k, v, segment_ids):
-  """Output [b, t, h, d] and log-sum-exp [b, h, padded t, 1] (fp32)."""
-  batch, length, heads, dim, q_len, k_len, padded = _geometry(cfg, q)
+def _forward(cfg, q, k, v, segments):
+  """Output [b, t, h, d] and log-sum-exp [b, h, padded t, 1] (fp32); segments is None or
+  (query ids, key ids)."""
+  batch, q_length, kv_length, heads, dim, q_len, k_len, padded = _geometry(cfg, q, k)
   q_block = pl.BlockSpec((None, None, cfg.block_q, dim), lambda b, h, i: (b, h, i, 0))
   k_all = pl.BlockSpec((None, None, k_len, dim), lambda b, h, i: (b, h, 0, 0))
   row_block = pl.BlockSpec((None, None, cfg.block_q, 1), lambda b, h, i: (b, h, i, 0))
   in_specs = [q_block, k_all, k_all]
-  if segment_ids is not None:
+  if segments is not None:
     in_specs += [pl.BlockSpec((None, cfg.block_q, 1), lambda b, h, i: (b, i, 0)),
                  pl.BlockSpec((None, 1, k_len), lambda b, h, i: (b, 0, 0))]
   args = [_heads_first(q, q_len), _heads_first(k, k_len), _heads_first(v, k_len),
-          *_segment_inputs(segment_ids, q_len, k_len)]
+          *_segment_inputs(segments, q_len, k_len)]
   out_shape = [jax.ShapeDtypeStruct((batch, heads, q_len, dim), q.dtype),
                jax.ShapeDtypeStruct((batch, heads, q_len, 1), jnp.float32)]
   out, lse = _call(_fwd_kernel, cfg, (batch, heads, q_len // cfg.block_q), in_specs,
-                   [q_block, row_block], out_shape, args, length, padded, dim ** -0.5,
-                   segment_ids is not None)
-  return out[:, :, :length].transpose(0, 2, 1, 3), lse
+                   [q_block, row_block], out_shape, args, kv_length, padded, dim ** -0.5,
+                   segments is not None)
+  return out[:, :, :q_length].transpose(0, 2, 1, 3), lse
 
 
-def _backward(cfg, q, k, v, segment_ids, out, lse, do):
-  batch, length, heads, dim, q_len, k_len, padded = _geometry(cfg, q)
+def _backward(cfg, q, k, v, segments, out, lse, do):
+  batch, q_length, kv_length, heads, dim, q_len, k_len, padded = _geometry(cfg, q, k)
   # delta_i = sum_d dO_id O_id = sum_j P_ij dP_ij, the softmax's backward correction.
   delta = jnp.einsum("bthd,bthd->bht", do.astype(jnp.float32), out.astype(jnp.float32))
-  delta = jnp.pad(delta, ((0, 0), (0, 0), (0, q_len - length)))[..., None]
+  delta = jnp.pad(delta, ((0, 0), (0, 0), (0, q_len - q_length)))[..., None]
   args = [_heads_first(q, q_len), _heads_first(k, k_len), _heads_first(v, k_len),
           _heads_first(do.astype(q.dtype), q_len), lse, delta,
-          *_segment_inputs(segment_ids, q_len, k_len)]
-  has_segments = segment_ids is not None
-  common = (length, padded, dim ** -0.5, has_segments)
+          *_segment_inputs(segments, q_len, k_len)]
+  has_segments = segments is not None
+  common = (kv_length, padded, dim ** -0.5, has_segments)
 
   q_block = pl.BlockSpec((None, None, cfg.block_q, dim), lambda b, h, i: (b, h, i, 0))
   q_rows = pl.BlockSpec((None, None, cfg.block_q, 1), lambda b, h, i: (b, h, i, 0))
@@ -277,13 +286,14 @@ def _backward(cfg, q, k, v, segment_ids, out, lse, do):
   dk, dv = _call(_dkv_kernel, cfg, (batch, heads, k_len // cfg.block_k),
                  [q_all, k_block, k_block, q_all, rows_all, rows_all, *segs], [k_block, k_block],
                  [kv_shape, kv_shape], args, *common)
-  back = lambda x: x[:, :, :length].transpose(0, 2, 1, 3)
-  return back(dq), back(dk), back(dv)
+  back = lambda x, length: x[:, :, :length].transpose(0, 2, 1, 3)
+  return back(dq, q_length), back(dk, kv_length), back(dv, kv_length)
 
 
 def flash_custom_vjp(forward, backward):
   """Differentiable attention from flash kernels: forward(cfg, q, k, v, segment_ids) ->
-  (out, lse) and backward(cfg, q, k, v, segment_ids, out, lse, do) -> (dq, dk, dv). Only the
+  (out, lse) and backward(cfg, q, k, v, segment_ids, out, lse, do) -> (dq, dk, dv), where
+  segment_ids is whatever the kernels take (None, an array, a pair of arrays). Only the
   output and the log-sum-exp are saved, so memory stays linear in sequence length. Shared
   by this module and the Mosaic GPU kernels."""
   @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -304,14 +314,17 @@ def flash_custom_vjp(forward, backward):
 _flash = flash_custom_vjp(_forward, _backward)
 
 
-def flash_attention(q, k, v, *, causal=True, segment_ids=None, local_window=None, block_q=128,
-                    block_k=128, interpret=None):
-  """Attention like kernels.reference.attention_reference, in O(seq) memory.
+def flash_attention(q, k, v, *, causal=True, segment_ids=None, q_segment_ids=None,
+                    kv_segment_ids=None, local_window=None, block_q=128, block_k=128,
+                    interpret=None):
+  """Attention like kernels.reference.attention_reference (same arguments), in O(seq) memory.
 
-  Blocks shrink to the (8-rounded) sequence length for short sequences; on TPU
-  keep them multiples of 128. interpret=None means interpret mode on CPU only.
+  Blocks shrink to the (8-rounded) query or key length for short sequences; on
+  TPU keep them multiples of 128. interpret=None means interpret mode on CPU only.
   """
-  length = _round_up(q.shape[1], 8)
-  cfg = _Config(causal, local_window, min(block_q, length), min(block_k, length),
-                resolve_interpret(interpret))
-  return _flash(cfg, q, k, v, segment_ids)
+  q_seg, kv_seg = reference.check_attention_args(
+      q, k, causal=causal, segment_ids=segment_ids, q_segment_ids=q_segment_ids,
+      kv_segment_ids=kv_segment_ids, local_window=local_window)
+  cfg = _Config(causal, local_window, min(block_q, _round_up(q.shape[1], 8)),
+                min(block_k, _round_up(k.shape[1], 8)), resolve_interpret(interpret))
+  return _flash(cfg, q, k, v, None if q_seg is None else (q_seg, kv_seg))

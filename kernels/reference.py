@@ -42,12 +42,46 @@ def masked_attention(q, k, v, mask, kv_layout="bshd"):
   return jnp.einsum(f"bhts,{kv_layout}->bthd", weights.astype(v.dtype), v)
 
 
-def attention_reference(q, k, v, *, causal=True, segment_ids=None, local_window=None):
-  """Self-attention over one sequence: the "xla" implementation of kernels.ops.attention."""
-  batch, length = q.shape[0], q.shape[1]
-  pos = jnp.broadcast_to(jnp.arange(length), (batch, length))
-  mask = attention_mask(pos, pos, causal=causal, q_segment_ids=segment_ids,
-                        kv_segment_ids=segment_ids, local_window=local_window)
+def check_attention_args(q, k, *, causal, segment_ids, q_segment_ids, kv_segment_ids,
+                         local_window):
+  """(query ids, key ids), each None or [batch, its length], after checking that the masks
+  make sense for these shapes. `segment_ids` is self-attention's shorthand for both.
+
+  Causal and banded masks compare query and key positions, which only mean the same
+  thing when queries and keys are one sequence, so they need equal lengths.
+  """
+  if segment_ids is not None:
+    if q_segment_ids is not None or kv_segment_ids is not None:
+      raise ValueError("give segment_ids (self-attention) or q_segment_ids with "
+                       "kv_segment_ids (cross-attention), not both")
+    q_segment_ids = kv_segment_ids = segment_ids
+  if (q_segment_ids is None) != (kv_segment_ids is None):
+    raise ValueError("q_segment_ids and kv_segment_ids come together: for key padding alone "
+                     "give the queries ids of 1 and the padded keys 0")
+  if q.shape[1] != k.shape[1] and (causal or local_window is not None):
+    raise ValueError(f"queries of length {q.shape[1]} and keys of length {k.shape[1]}: "
+                     "causal and local_window masks need one sequence; cross-attention "
+                     "takes causal=False")
+  for name, ids, length in (("q_segment_ids", q_segment_ids, q.shape[1]),
+                            ("kv_segment_ids", kv_segment_ids, k.shape[1])):
+    if ids is not None and ids.shape != (q.shape[0], length):
+      raise ValueError(f"{name} must be [batch, length] = {(q.shape[0], length)}, got "
+                       f"{ids.shape}")
+  return q_segment_ids, kv_segment_ids
+
+
+def attention_reference(q, k, v, *, causal=True, segment_ids=None, q_segment_ids=None,
+                        kv_segment_ids=None, local_window=None):
+  """The "xla" implementation of kernels.ops.attention: self-attention, or cross-attention
+  of queries over keys of another length (q_segment_ids against kv_segment_ids)."""
+  q_seg, kv_seg = check_attention_args(q, k, causal=causal, segment_ids=segment_ids,
+                                       q_segment_ids=q_segment_ids,
+                                       kv_segment_ids=kv_segment_ids, local_window=local_window)
+  batch = q.shape[0]
+  q_pos = jnp.broadcast_to(jnp.arange(q.shape[1]), (batch, q.shape[1]))
+  kv_pos = jnp.broadcast_to(jnp.arange(k.shape[1]), (batch, k.shape[1]))
+  mask = attention_mask(q_pos, kv_pos, causal=causal, q_segment_ids=q_seg,
+                        kv_segment_ids=kv_seg, local_window=local_window)
   return masked_attention(q, k, v, mask)
 
 

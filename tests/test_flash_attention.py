@@ -78,6 +78,45 @@ def test_forward_and_gradients_match_reference(shape, causal, window, segments, 
     assert rel_err(got, want) < tolerance, name
 
 
+def padded_ids(batch, length, seed):
+  """Each row real up to a random length (id 1, at least one token), then padding (id 0)."""
+  lengths = np.random.default_rng(seed).integers(1, length + 1, batch)
+  return jnp.asarray(np.arange(length)[None] < lengths[:, None], jnp.int32)
+
+
+# (batch, query length, key length, heads, head_dim), segments, block_q, block_k
+CROSS_CASES = [
+    ((2, 37, 70, 2, 16), "padded", 32, 32),  # no length a block multiple, padding both sides
+    ((1, 90, 20, 2, 16), "padded", 64, 32),  # more queries than keys
+    ((2, 24, 50, 1, 16), None, 32, 64),
+    ((2, 45, 66, 2, 16), "packed", 32, 32),  # ids that differ per sentence pair
+]
+
+
+@pytest.mark.parametrize("shape,segments,block_q,block_k", CROSS_CASES)
+def test_cross_attention_forward_and_gradients_match_reference(shape, segments, block_q,
+                                                               block_k):
+  batch, q_len, kv_len, heads, dim = shape
+  q, _, _, cotangent = inputs((batch, q_len, heads, dim), jnp.float32, seed=5)
+  _, k, v, _ = inputs((batch, kv_len, heads, dim), jnp.float32, seed=6)
+  mask_args = dict(causal=False)
+  if segments == "padded":
+    mask_args.update(q_segment_ids=padded_ids(batch, q_len, 7),
+                     kv_segment_ids=padded_ids(batch, kv_len, 8))
+  elif segments == "packed":
+    mask_args.update(q_segment_ids=packed_segments(batch, q_len, 7),
+                     kv_segment_ids=packed_segments(batch, kv_len, 8))
+  pallas = jax.jit(lambda *a: out_and_grads(
+      lambda q, k, v: fa.flash_attention(q, k, v, block_q=block_q, block_k=block_k, **mask_args),
+      *a))
+  xla = jax.jit(lambda *a: out_and_grads(
+      lambda q, k, v: reference.attention_reference(q, k, v, **mask_args), *a))
+  for name, got, want in zip(("out", "dq", "dk", "dv"), pallas(q, k, v, cotangent),
+                             xla(q, k, v, cotangent)):
+    assert got.shape == want.shape, name
+    assert rel_err(got, want) < 2e-6, name
+
+
 @pytest.mark.parametrize("causal", [True, False])
 def test_window_at_least_the_length_is_dense(causal):
   q, k, v, _ = inputs((2, 45, 2, 16), jnp.float32, seed=2)
@@ -172,15 +211,22 @@ def test_memory_grows_linearly_where_the_reference_grows_quadratically():
 
 
 @pytest.mark.parametrize("segments", [False, True])
-def test_forward_and_backward_lower_for_tpu(segments):
-  """Mosaic lowering (block shapes, layouts, primitives) on this host; compiling needs a TPU."""
-  def loss(q, k, v, segment_ids):
-    out = fa.flash_attention(q, k, v, segment_ids=segment_ids if segments else None,
-                             local_window=200, interpret=False)
+@pytest.mark.parametrize("cross", [False, True])
+def test_forward_and_backward_lower_for_tpu(segments, cross):
+  """Mosaic lowering (block shapes, layouts, primitives) on this host; compiling needs a TPU.
+  Cross-attention: 256 queries over 640 keys, dense, with ids of their own."""
+  q_len, kv_len = (256, 640) if cross else (384, 384)
+
+  def loss(q, k, v, q_ids, kv_ids):
+    q_ids, kv_ids = (q_ids, kv_ids) if segments else (None, None)
+    masks = (dict(causal=False, q_segment_ids=q_ids, kv_segment_ids=kv_ids) if cross
+             else dict(segment_ids=q_ids, local_window=200))
+    out = fa.flash_attention(q, k, v, interpret=False, **masks)
     return out.astype(jnp.float32).sum()
 
-  spec = jax.ShapeDtypeStruct((2, 384, 2, 128), jnp.bfloat16)
+  spec = lambda length: jax.ShapeDtypeStruct((2, length, 2, 128), jnp.bfloat16)
+  ids = lambda length: jax.ShapeDtypeStruct((2, length), jnp.int32)
   exported = jax.export.export(jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2))),
                                platforms=["tpu"])(
-      spec, spec, spec, jax.ShapeDtypeStruct((2, 384), jnp.int32))
+      spec(q_len), spec(kv_len), spec(kv_len), ids(q_len), ids(kv_len))
   assert exported.mlir_module().count("tpu_custom_call") == 3  # forward, dq, dk/dv kernels

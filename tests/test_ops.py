@@ -8,17 +8,20 @@ import pytest
 from kernels import ops
 
 
-def naive_attention(q, k, v, *, causal, segment_ids=None, local_window=None):
+def naive_attention(q, k, v, *, causal, segment_ids=None, local_window=None,
+                    q_segment_ids=None, kv_segment_ids=None):
   """One query at a time in float64: softmax over the keys it may see, zeros if none."""
   q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
   batch, length, heads, dim = q.shape
+  if segment_ids is not None:
+    q_segment_ids = kv_segment_ids = segment_ids
   out = np.zeros_like(q)
   for b in range(batch):
     for i in range(length):
-      keys = [j for j in range(length)
+      keys = [j for j in range(k.shape[1])
               if (not causal or j <= i)
               and (local_window is None or abs(i - j) < local_window)
-              and (segment_ids is None or segment_ids[b, i] == segment_ids[b, j])]
+              and (q_segment_ids is None or q_segment_ids[b, i] == kv_segment_ids[b, j])]
       if not keys:
         continue
       for h in range(heads):
@@ -75,6 +78,55 @@ def test_window_at_least_the_length_is_dense(causal):
   assert np.abs(narrower - dense).max() > 1e-3
 
 
+def padding_ids(lengths, length):
+  """[batch, length] ids: 1 on each row's first `lengths[row]` positions, 0 on the padding."""
+  return jnp.asarray(np.arange(length)[None] < np.asarray(lengths)[:, None], jnp.int32)
+
+
+@pytest.mark.parametrize("implementation", ["xla", "pallas"])
+def test_cross_attention_matches_naive(implementation):
+  """Queries and keys of different lengths, both padded, and packed pairs of sentences."""
+  q = random_qkv((3, 5, 2, 8), seed=6)[0]
+  k, v = random_qkv((3, 11, 2, 8), seed=7)[:2]
+  q_ids = padding_ids([5, 3, 1], 5).at[1, 2].set(2)  # row 1 packs two target sentences
+  kv_ids = padding_ids([11, 6, 2], 11).at[1, 4:6].set(2)  # ... over their two sources
+  got = ops.attention(q, k, v, causal=False, q_segment_ids=q_ids, kv_segment_ids=kv_ids,
+                      implementation=implementation)
+  want = naive_attention(q, k, v, causal=False, q_segment_ids=np.asarray(q_ids),
+                         kv_segment_ids=np.asarray(kv_ids))
+  np.testing.assert_allclose(got, want, atol=2e-5)
+  unmasked = ops.attention(q, k, v, causal=False, implementation=implementation)
+  np.testing.assert_allclose(unmasked, naive_attention(q, k, v, causal=False), atol=2e-5)
+
+
+@pytest.mark.parametrize("implementation", ["xla", "pallas"])
+def test_padded_keys_change_nothing(implementation):
+  """A query over real keys plus padding (holding anything) equals it over the real keys."""
+  q = random_qkv((1, 4, 2, 8), seed=8)[0]
+  k, v = random_qkv((1, 6, 2, 8), seed=9)[:2]
+  pad = lambda t: jnp.concatenate([t, jnp.full((1, 7, 2, 8), 1e3)], axis=1)
+  got = ops.attention(q, pad(k), pad(v), causal=False, q_segment_ids=jnp.ones((1, 4), jnp.int32),
+                      kv_segment_ids=padding_ids([6], 13), implementation=implementation)
+  want = ops.attention(q, k, v, causal=False, implementation=implementation)
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_mask_arguments_that_do_not_fit_are_errors():
+  q = random_qkv((1, 4, 1, 8))[0]
+  k, v = random_qkv((1, 6, 1, 8))[:2]
+  ids4, ids6 = jnp.ones((1, 4), jnp.int32), jnp.ones((1, 6), jnp.int32)
+  with pytest.raises(ValueError, match="causal=False"):
+    ops.attention(q, k, v, implementation="xla")
+  with pytest.raises(ValueError, match="causal=False"):
+    ops.attention(q, k, v, causal=False, local_window=2, implementation="pallas")
+  with pytest.raises(ValueError, match="come together"):
+    ops.attention(q, k, v, causal=False, kv_segment_ids=ids6, implementation="xla")
+  with pytest.raises(ValueError, match="not both"):
+    ops.attention(q, q, q, segment_ids=ids4, q_segment_ids=ids4, kv_segment_ids=ids4)
+  with pytest.raises(ValueError, match=r"kv_segment_ids must be \[batch, length\]"):
+    ops.attention(q, k, v, causal=False, q_segment_ids=ids4, kv_segment_ids=ids4)
+
+
 def test_auto_on_cpu_is_xla():
   q, k, v = random_qkv((2, 6, 2, 8), seed=3)
   xla = ops.attention(q, k, v, implementation="xla")
@@ -94,6 +146,8 @@ def test_pallas_on_gpu_is_a_clear_error(monkeypatch):
   q, k, v = random_qkv((1, 8, 2, 16))
   with pytest.raises(NotImplementedError, match="cudnn"):
     ops.attention(q, k, v, implementation="pallas")
+  with pytest.raises(NotImplementedError, match="cross-attention"):
+    ops.attention(q, k[:, :5], v[:, :5], causal=False, implementation="pallas")
   with pytest.raises(NotImplementedError, match="cudnn"):
     ops.cached_attention(q, k, v, q_slots=jnp.zeros((1, 8), jnp.int32),
                          kv_valid=jnp.ones((1, 8), bool), implementation="pallas")
@@ -151,6 +205,9 @@ def test_cudnn_is_right_on_gpu_and_an_error_elsewhere():
     got = ops.attention(q, k, v, local_window=3, implementation="cudnn")
     np.testing.assert_allclose(got.astype(jnp.float32), naive_attention(q, k, v, causal=True,
                                                                         local_window=3), atol=2e-2)
+    cross = ops.attention(q[:, :3], k, v, causal=False, implementation="cudnn")
+    np.testing.assert_allclose(cross.astype(jnp.float32),
+                               naive_attention(q[:, :3], k, v, causal=False), atol=2e-2)
   else:
     with pytest.raises(RuntimeError, match="cuDNN"):
       ops.attention(q, k, v, implementation="cudnn")
@@ -160,6 +217,9 @@ def test_cudnn_refuses_segment_ids():
   q, k, v = random_qkv((1, 4, 1, 8))
   with pytest.raises(ValueError, match="segment_ids"):
     ops.attention(q, k, v, segment_ids=jnp.ones((1, 4), jnp.int32), implementation="cudnn")
+  with pytest.raises(ValueError, match="segment_ids"):
+    ops.attention(q, k, v, causal=False, q_segment_ids=jnp.ones((1, 4), jnp.int32),
+                  kv_segment_ids=jnp.ones((1, 4), jnp.int32), implementation="cudnn")
 
 
 # A GPU has no Pallas decode kernel: test_pallas_on_gpu_is_a_clear_error covers that case.
