@@ -9,14 +9,14 @@ executable as the parameters and the sampling values change.
   generate.py  Generator: left-padded batches, stop tokens and strings, per-example lengths,
                streaming callbacks
   text.py      host-side text: cutting at stop strings, streaming UTF-8
-
-Beam search arrives with the 2017 Transformer milestone as lineage/decode/beam.py, on the
-same apply_fn/init_cache contract.
+  beam.py      BeamSearch: the 2017 Transformer's beam search with GNMT's length penalty;
+               a start cache lets an encoder-decoder bring its encoded source
 """
 
+from lineage.decode.beam import BeamSearch, length_penalty
 from lineage.decode.generate import Generator, left_pad
 from lineage.decode.sampling import Sampling, filter_logits, next_token
 from lineage.decode.text import IncrementalText, cut_at_stop
 
-__all__ = ["Generator", "IncrementalText", "Sampling", "cut_at_stop", "filter_logits",
-           "left_pad", "next_token"]
+__all__ = ["BeamSearch", "Generator", "IncrementalText", "Sampling", "cut_at_stop",
+           "filter_logits", "left_pad", "length_penalty", "next_token"]

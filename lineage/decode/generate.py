@@ -111,7 +111,7 @@ class Generator:
     step with its tokens, -1 for rows that emitted none. Prompts are left-padded to a
     multiple of `bucket`, so lengths within a bucket share an executable.
     """
-    limits = self._limits(prompts, max_new_tokens)
+    limits = check_limits(prompts, max_new_tokens, self.context)
     if bucket < 1:
       raise ValueError(f"bucket={bucket}: prompts are padded to a multiple of it, so it must be "
                        ">= 1")
@@ -147,26 +147,27 @@ class Generator:
     lengths = np.where(cut >= 0, cut, lengths)
     return [out[i, :lengths[i]].tolist() for i in range(len(prompts))]
 
-  def _limits(self, prompts, max_new_tokens):
-    """Each row's new-token limit, after checking the prompts fit the context."""
-    if not prompts:
-      raise ValueError("no prompts; give a list of token id lists")
-    if isinstance(max_new_tokens, (int, np.integer)):
-      max_new_tokens = [max_new_tokens] * len(prompts)
-    if len(max_new_tokens) != len(prompts):
-      raise ValueError(f"{len(max_new_tokens)} max_new_tokens for {len(prompts)} prompts; give "
-                       "one limit, or one per prompt")
-    for i, (prompt, limit) in enumerate(zip(prompts, max_new_tokens)):
-      if not prompt:
-        raise ValueError(f"prompt {i} is empty; start it with at least one token (e.g. the "
-                         "tokenizer's end-of-text id)")
-      if limit < 0:
-        raise ValueError(f"max_new_tokens={limit} for prompt {i}; it must be >= 0")
-      if len(prompt) + limit > self.context:
-        raise ValueError(f"a prompt of {len(prompt)} tokens plus {limit} new tokens exceeds "
-                         f"the model's context of {self.context}; shorten the prompt or "
-                         "max_new_tokens")
-    return np.asarray(max_new_tokens, np.int32)
+
+def check_limits(prompts, max_new_tokens, context):
+  """Each row's new-token limit, after checking the prompts fit the context."""
+  if not prompts:
+    raise ValueError("no prompts; give a list of token id lists")
+  if isinstance(max_new_tokens, (int, np.integer)):
+    max_new_tokens = [max_new_tokens] * len(prompts)
+  if len(max_new_tokens) != len(prompts):
+    raise ValueError(f"{len(max_new_tokens)} max_new_tokens for {len(prompts)} prompts; give "
+                     "one limit, or one per prompt")
+  for i, (prompt, limit) in enumerate(zip(prompts, max_new_tokens)):
+    if not prompt:
+      raise ValueError(f"prompt {i} is empty; start it with at least one token (e.g. the "
+                       "tokenizer's end-of-text id)")
+    if limit < 0:
+      raise ValueError(f"max_new_tokens={limit} for prompt {i}; it must be >= 0")
+    if len(prompt) + limit > context:
+      raise ValueError(f"a prompt of {len(prompt)} tokens plus {limit} new tokens exceeds "
+                       f"the model's context of {context}; shorten the prompt or "
+                       "max_new_tokens")
+  return np.asarray(max_new_tokens, np.int32)
 
 
 def _cut_at_stop_strings(tokens, lengths, checked, cut, detokenize, stop_strings):
