@@ -107,3 +107,5 @@ def test_bad_arguments_are_errors():
     search.search(None, TINY_PROMPTS, 2, eos_id=EOS, beam_size=0)
   with pytest.raises(ValueError, match="context"):
     search.search(None, TINY_PROMPTS, 6, eos_id=EOS)
+  with pytest.raises(ValueError, match="start_cache"):
+    decode.BeamSearch(search.apply_fn, None, 8).search(None, TINY_PROMPTS, 2, eos_id=EOS)

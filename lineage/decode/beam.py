@@ -95,9 +95,11 @@ def _search(params, cache, tokens, positions, segment_ids, limits, eos_id, alpha
 class BeamSearch:
   """The most probable continuations of token prompts under a length penalty.
 
-  apply_fn, init_cache and context as for lineage.decode.Generator. Every cache
-  leaf of rank >= 1 must have the batch rows first (beams are copies and
-  reorderings of rows); scalar leaves are shared by all rows.
+  apply_fn, init_cache and context as for lineage.decode.Generator; init_cache may be
+  None for a model whose cache needs its input (an encoder-decoder's needs the source),
+  which then comes through every search's start_cache. Every cache leaf of rank >= 1
+  must have the batch rows first (beams are copies and reorderings of rows); scalar
+  leaves are shared by all rows.
   """
 
   def __init__(self, apply_fn, init_cache, context):
@@ -116,6 +118,9 @@ class BeamSearch:
     limits = check_limits(prompts, max_new_tokens, self.context)
     if beam_size < 1:
       raise ValueError(f"beam_size={beam_size}: it must be >= 1 (1 is greedy decoding)")
+    if start_cache is None and self.init_cache is None:
+      raise ValueError("this BeamSearch has no init_cache: pass start_cache(slots), the "
+                       "cache holding the model's input (e.g. transformer.start_cache)")
     new = int(limits.max())
     if new == 0:
       return [[] for _ in prompts], np.zeros(len(prompts), np.float32)
