@@ -74,15 +74,18 @@ def get_config(preset="tiny"):
   c.sample.tldr = ml_collections.ConfigDict(dict(
       suffix="\nTL;DR:", max_new_tokens=100, top_k=2, top_p=1.0, temperature=1.0,
       summary_sentences=3))
-  # GPT-2's zero-shot Table 3 (lineage.eval.zero_shot). datasets: comma-separated keys of
-  # zero_shot.DATASETS; context 0 = the model's; stride 0 = context // 2; max_examples caps
+  # GPT-2's zero-shot Table 3 (lineage.milestones.gpt2.zero_shot). datasets: comma-separated
+  # keys of its DATASETS; context 0 = the model's; stride 0 = context // 2; max_examples caps
   # passages, questions or lines and max_bytes the enwik8/text8 test bytes (0: all) for quick
   # runs; manual_dir: root of the upstream files ("" = $LINEAGE_MANUAL_DIR); detokenize=False
-  # scores the benchmarks' own tokenization instead of the invertible detokenizers' prose.
+  # scores the benchmarks' own tokenization instead of the invertible detokenizers' prose;
+  # eot_prefix: every text starts after <|endoftext|> (False: as lm-evaluation-harness's
+  # loglikelihood requests); documents: stream (context crosses WikiText's articles) or
+  # article (context restarts at each article, as lm-evaluation-harness's wikitext).
   c.zero_shot = ml_collections.ConfigDict(dict(
       datasets="lambada,cbt_cn,cbt_ne,wikitext2,ptb,enwik8,text8,wikitext103,1bw",
       context=0, stride=0, batch_size=8, max_examples=0, max_bytes=0, manual_dir="",
-      lambada_normalize_quotes=False, detokenize=True))
+      lambada_normalize_quotes=False, detokenize=True, eot_prefix=True, documents="stream"))
 
   if preset == "tiny":
     c.model = _model(gpt.GPTConfig(vocab_size=257, context=128, num_layers=4, num_heads=4,

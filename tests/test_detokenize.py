@@ -16,6 +16,12 @@ from lineage.eval import detokenize
     (" <unk> 's play ( see below ) was n't the players ' best ! ",
      "<unk>'s play (see below) wasn't the players' best!"),
     (" [ citation ] : yes ? ", "[citation]: yes?"),
+    # Single-quoted spans close up; a lone ' is a plural possessive, even across a sentence.
+    (" The ' T ' <unk> lift was 12 @.@ 1 metres ", "The 'T' <unk> lift was 12.1 metres"),
+    (" between ' sea @-@ keeping ' , strategic range ", "between 'sea-keeping', strategic range"),
+    (" next ' freshman sensation . ' As ", "next 'freshman sensation.' As"),
+    (" the Koreans ' offensive was destroyed . Haynes ' command ",
+     "the Koreans' offensive was destroyed. Haynes' command"),
 ])
 def test_wikitext(tokenized, expected):
   assert detokenize.wikitext(tokenized) == expected
@@ -48,6 +54,13 @@ def test_moses_1bw():
   assert detokenize.moses("He did n't ( really ) .") == "He didn't (really)."
 
 
+def test_cbt_quotes_become_straight_double_quotes():
+  text = "`` I 'm going , '' said Tom .\n`` Come ! '' he called ."
+  out = detokenize.cbt(text)
+  assert out == "\"I'm going,\" said Tom.\n\"Come!\" he called."
+  assert "``" not in out and "''" not in out
+
+
 def test_lambada_is_untouched_unless_quotes_are_normalised():
   text = "\u201cHi,\u201d she said, \u2018twice\u2019 and don't"
   assert detokenize.lambada(text) == text
@@ -56,4 +69,5 @@ def test_lambada_is_untouched_unless_quotes_are_normalised():
 
 def test_identity_and_registry():
   assert detokenize.identity(" a  b ") == " a  b "
-  assert set(detokenize.DETOKENIZERS) == {"wikitext", "ptb", "moses", "lambada", "identity"}
+  assert set(detokenize.DETOKENIZERS) == {"wikitext", "ptb", "moses", "cbt", "lambada",
+                                          "identity"}

@@ -92,7 +92,7 @@ def test_batched_padded_requests_equal_single_ones(params):
                                rtol=1e-5)
 
 
-def test_greedy_flags_and_the_first_token_filter(params):
+def test_greedy_flags(params):
   prompt = np.array([3, 14, 15, 92, 65], np.int32)
   greedy = prompt
   for _ in range(2):
@@ -103,16 +103,22 @@ def test_greedy_flags_and_the_first_token_filter(params):
   wrong = greedy.copy()
   wrong[-1] = (wrong[-1] + 1) % CFG.vocab_size
   scorer = scoring.Scorer(CFG, params, batch_size=4)
-  requests = [lm_metrics.Request(greedy, 2), lm_metrics.Request(wrong, 2)]
-  banned = np.zeros(CFG.vocab_size, bool)
-  banned[greedy[-2]] = True  # The argmax of the first target is excluded: the filter fails it.
-  scores = scorer.score(requests, banned_first=banned, with_greedy=True)
+  scores = scorer.score([lm_metrics.Request(greedy, 2), lm_metrics.Request(wrong, 2)])
   assert scores.greedy.tolist() == [True, False]
-  assert scores.greedy_filtered.tolist() == [False, False]
-  unrelated = np.zeros(CFG.vocab_size, bool)
-  unrelated[(greedy[-2] + 1) % CFG.vocab_size] = True
-  assert scorer.score(requests, banned_first=unrelated, with_greedy=True).greedy_filtered.tolist() \
-      == [True, False]
+
+
+def test_next_tokens_equal_brute_force_argmax_with_bans(params):
+  rng = np.random.default_rng(0)
+  prefixes = [rng.integers(0, CFG.vocab_size, n).astype(np.int32) for n in (3, 9, 1, 30, 5)]
+  logp = np.stack([_padded_logprobs(params, jnp.asarray(np.pad(p, (0, CFG.context - len(p)))[None]))
+                   [0, len(p) - 1] for p in prefixes])
+  ranked = np.argsort(-logp, axis=-1)
+  scorer = scoring.Scorer(CFG, params, batch_size=2)
+  assert scorer.next_tokens(prefixes).tolist() == ranked[:, 0].tolist()
+  # Banning each prefix's top k ids gives its (k+1)-th; other rows' bans do not leak across.
+  banned = [ranked[i, :k].tolist() for i, k in enumerate((0, 1, 2, 5, 3))]
+  assert scorer.next_tokens(prefixes, banned).tolist() == [
+      ranked[i, k] for i, k in enumerate((0, 1, 2, 5, 3))]
 
 
 def test_padded_vocabulary_is_masked(params):

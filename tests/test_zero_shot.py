@@ -1,6 +1,7 @@
 """GPT-2 zero-shot evaluation: per-example log-likelihoods equal transformers' on the same tiny
 weights, and the whole run on the real LAMBADA, WikiText-2 and PTB plus fixtures."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -12,8 +13,10 @@ import pytest
 
 from configs import gpt2 as gpt2_config
 from lineage.data import tokenizers
-from lineage.eval import detokenize, lm_metrics, scoring, table3, zero_shot
+from lineage.eval import detokenize, lambada, lm_metrics, scoring, zero_shot
 from lineage.interop import hf_gpt2
+from lineage.milestones.gpt2 import table3
+from lineage.milestones.gpt2 import zero_shot as gpt2_zero_shot
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -58,11 +61,11 @@ def test_lambada_loglikelihoods_equal_transformers(tiny_hf, bpe, shared_data):
   model, cfg, params = tiny_hf
   with open(shared_data / "lambada" / "lambada_test.jsonl") as f:
     passages = [json.loads(next(f))["text"] for _ in range(6)]
-  requests = zero_shot.lambada_requests(bpe, passages)
+  requests = [p.request for p in lambada.passages(bpe, passages)]
   assert all(r.tokens[0] == bpe.eot_id for r in requests)
   last_words = [bpe.decode(r.tokens[-r.num_targets:].tolist()) for r in requests]
   assert last_words == [" " + p.rsplit(" ", 1)[1] for p in passages]
-  scores = scoring.Scorer(cfg, params, batch_size=4).score(requests, with_greedy=True)
+  scores = scoring.Scorer(cfg, params, batch_size=4).score(requests)
   expected, greedy = _torch_scores(model, requests)
   np.testing.assert_allclose(scores.logprob, expected, rtol=1e-4)
   assert scores.greedy.tolist() == greedy.tolist()
@@ -76,15 +79,6 @@ def test_wikitext2_windows_equal_transformers(tiny_hf, bpe, shared_data):
   assert sum(r.num_targets for r in requests) == len(ids) and len(requests) > 2
   scores = scoring.Scorer(cfg, params, batch_size=3).score(requests)
   np.testing.assert_allclose(scores.logprob, _torch_scores(model, requests)[0], rtol=1e-4)
-
-
-def test_stop_word_mask(bpe):
-  mask = zero_shot.stop_word_mask(bpe, 50304)
-  for word in (" the", " The", " and", " of"):
-    assert mask[bpe.encode(word)[0]], word
-  for text in ("the", " cat", " London"):
-    assert not mask[bpe.encode(text)[0]], text
-  assert not mask[50257:].any() and not mask[bpe.eot_id]
 
 
 @pytest.fixture
@@ -110,8 +104,8 @@ def test_run_writes_summary_and_table3_report(tiny_hf, bpe, manual_root, tmp_pat
                                               tmp_path_factory):
   _, model_cfg, params = tiny_hf
   cfg = _config(tmp_path_factory, manual_root)
-  summary = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="tiny random")
-  assert set(summary) == set(zero_shot.DATASETS) - {"synthetic_text"}  # The config's list.
+  summary = gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="tiny random")
+  assert set(summary) == set(gpt2_zero_shot.DATASETS) - {"synthetic_text"}  # The config's list.
   assert json.loads((tmp_path / "summary.json").read_text()) == summary
   lambada = summary["lambada"]
   assert lambada["num_examples"] == 8 and lambada["ppl"] > 1
@@ -144,7 +138,7 @@ def test_run_writes_summary_and_table3_report(tiny_hf, bpe, manual_root, tmp_pat
 
   # A second model into the same directory adds its row; summary.json is that model's.
   cfg.zero_shot.datasets = "ptb"
-  second = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="second")
+  second = gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="second")
   assert set(second) == {"ptb"} and second["ptb"]["nats"] == pytest.approx(summary["ptb"]["nats"])
   report = (tmp_path / "report.md").read_text()
   assert "| tiny random |" in report and "| second |" in report
@@ -153,17 +147,121 @@ def test_run_writes_summary_and_table3_report(tiny_hf, bpe, manual_root, tmp_pat
 
   # The detokenizer ablation scores PTB's own tokenization: other text, same word count.
   cfg.zero_shot.detokenize = False
-  raw = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="raw")
+  raw = gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="raw")
   assert raw["ptb"]["num_words"] == summary["ptb"]["num_words"]
   assert raw["ptb"]["num_tokens"] != summary["ptb"]["num_tokens"]
-  assert '"detokenize": false' in (tmp_path / "report.md").read_text()
+  assert "detokenize=False" in (tmp_path / "report.md").read_text()
+
+
+def test_report_states_its_conventions_and_what_was_scored(tiny_hf, bpe, manual_root, tmp_path,
+                                                           tmp_path_factory):
+  _, model_cfg, params = tiny_hf
+  cfg = _config(tmp_path_factory, manual_root, datasets="lambada,wikitext2,cbt_cn")
+  summary = gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path)
+  assert summary["lambada"]["stop_words"] == lambada.STOP_WORDS_NAME
+  assert 0 <= summary["lambada"]["num_stopword_targets"] <= 8
+  report = (tmp_path / "report.md").read_text()
+  assert "every text after one `<|endoftext|>`; window 64, stride 32; context crosses " \
+      "article boundaries" in report
+  wikitext = summary["wikitext2"]
+  assert f"wikitext2 8 lines, {wikitext['num_words']:,} words" in report
+  assert "245,569" not in report  # The full split's count, for a run of its first 8 lines.
+  assert f"lambada 8 examples ({summary['lambada']['num_stopword_targets']} targets" in report
+  cfg.zero_shot.update(eot_prefix=False, documents="article")
+  gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path, model_name="article")
+  assert "no `<|endoftext|>` prefix; window 64, stride 32; context restarts at each WikiText " \
+      "article" in (tmp_path / "report.md").read_text()
+  cfg.zero_shot.documents = "page"
+  with pytest.raises(ValueError, match="zero_shot.documents='page'; choose one of stream, "
+                     "article"):
+    gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path)
+
+
+def test_cbt_text_has_no_latex_quotes():
+  detokenizer = detokenize.DETOKENIZERS[gpt2_zero_shot.DATASETS["cbt_cn"].detokenizer]
+  text = (FIXTURES / "cbt" / "cbtest_CN_test_2500ex.txt").read_text()
+  assert "``" in text and "''" in text
+  out = detokenizer(text)
+  assert "``" not in out and "''" not in out and '"quotes"' in out
+
+
+class _CountingScorer:
+  """Scores every target -1 nat and keeps the requests it saw."""
+
+  def __init__(self):
+    self.requests = []
+
+  def score(self, requests):
+    self.requests += requests
+    return scoring.Scores(-np.array([r.num_targets for r in requests], float),
+                          np.zeros(len(requests), bool))
+
+
+def test_enwik8_cut_inside_a_character_is_scored_losslessly(bpe):
+  text = "Zürich – 東京 😀 naïve\n" * 5
+  data = text.encode("utf-8")
+  cut = data[2:data.index("😀".encode()) + 2]  # Starts and ends inside a character.
+  scorer = _CountingScorer()
+  result = zero_shot.units(scorer, bpe, cut, 16, 8)
+  assert result["dropped_first_bytes"] == 1 and result["dropped_last_bytes"] == 2
+  assert result["num_units"] == len(cut) - 3
+  scored = [int(t) for r in scorer.requests for t in r.tokens[-r.num_targets:]]
+  assert bpe.decode_bytes(scored) == cut[1:-2]
+  assert result["nats"] == result["num_tokens"] == len(scored)
+  with pytest.raises(ValueError, match="byte 3 of the scored text is not UTF-8"):
+    zero_shot.units(scorer, bpe, b"abc\xffdef", 16, 8)
+
+
+def test_articles_restart_the_context(bpe, shared_data):
+  lines = (shared_data / "wikitext2" / "wiki.test.tokens").read_text().split("\n")[:60]
+  groups = zero_shot.articles(lines)
+  assert [g[:2] for g in groups] == [[" ", " = Robert <unk> = "], [" = Du Fu = ", " "]]
+  assert groups[0] + groups[1] == lines
+  assert len(zero_shot.articles((shared_data / "wikitext2" / "wiki.test.tokens").read_text()
+                                .split("\n"))) == 62  # lm-evaluation-harness's test documents.
+  scorer = _CountingScorer()
+  article = zero_shot.words(scorer, bpe, lines, detokenize.wikitext, 64, 32, documents="article")
+  assert article["num_documents"] == len(groups)
+  eots = sum(int(r.tokens[0] == bpe.eot_id) for r in scorer.requests)
+  assert eots == len(groups)  # Each article's first window starts at its own <|endoftext|>.
+  separately = sum(zero_shot.words(_CountingScorer(), bpe, g, detokenize.wikitext, 64, 32)["nats"]
+                   for g in groups)
+  assert article["nats"] == separately
+  stream = zero_shot.words(_CountingScorer(), bpe, lines, detokenize.wikitext, 64, 32)
+  assert stream["num_documents"] == 1 and stream["num_words"] == article["num_words"]
+  no_eot = zero_shot.words(_CountingScorer(), bpe, lines, detokenize.wikitext, 64, 32,
+                           eot_prefix=False)
+  assert no_eot["num_tokens"] == stream["num_tokens"] - 1
+
+
+def test_bf16_compute_scores_like_fp32(tiny_hf, bpe, shared_data):
+  """The head and log-softmax run in float32: bf16 compute keeps the greedy flags and the
+  perplexity within 0.5%."""
+  _, model_cfg, params = tiny_hf
+  with open(shared_data / "lambada" / "lambada_test.jsonl") as f:
+    texts = [json.loads(next(f))["text"] for _ in range(24)]
+  split = lambada.passages(bpe, texts)
+  fp32 = scoring.Scorer(model_cfg, params, batch_size=8)
+  bf16 = scoring.Scorer(dataclasses.replace(model_cfg, dtype="bfloat16"), params, batch_size=8)
+  # Requests whose targets are the fp32 model's own greedy tokens, so every flag is True there.
+  contexts = [list(p.context) for p in split]
+  for _ in range(3):
+    for context, token in zip(contexts, fp32.next_tokens(contexts)):
+      context.append(int(token))
+  own = [lm_metrics.Request(np.asarray(c, np.int32), 3) for c in contexts]
+  true_targets = [p.request for p in split]
+  for requests in (own, true_targets):
+    want, got = fp32.score(requests), bf16.score(requests)
+    assert got.greedy.tolist() == want.greedy.tolist()
+    assert np.exp(-got.logprob.mean()) == pytest.approx(np.exp(-want.logprob.mean()), rel=5e-3)
+  assert fp32.score(own).greedy.all()
 
 
 def test_missing_data_is_reported_not_invented(tiny_hf, bpe, tmp_path, tmp_path_factory):
   _, model_cfg, params = tiny_hf
   cfg = _config(tmp_path_factory, tmp_path / "empty", datasets="enwik8,1bw")
   cfg.data.data_dir = str(tmp_path / "tfds")
-  summary = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path / "out")
+  summary = gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path / "out")
   assert summary["enwik8"]["needs_data"] == (
       f"mkdir -p {tmp_path}/empty/enwik8 && curl -L -o /tmp/enwik8.zip "
       f"http://mattmahoney.net/dc/enwik8.zip && unzip -o -j /tmp/enwik8.zip enwik8 "
@@ -179,7 +277,7 @@ def test_embedded_corpus_needs_no_download(tiny_hf, bpe, tmp_path, tmp_path_fact
   cfg = _config(tmp_path_factory, tmp_path / "empty", datasets="synthetic_text,ptb")
   cfg.zero_shot.max_examples = 4
   cfg.data.data_dir = str(tmp_path / "tfds")
-  summary = zero_shot.run(cfg, model_cfg, params, bpe, tmp_path / "out")
+  summary = gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path / "out")
   assert summary["synthetic_text"]["num_lines"] == 4
   assert summary["synthetic_text"]["word_ppl"] > 1 and "needs_data" in summary["ptb"]
   row = next(line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
@@ -191,9 +289,9 @@ def test_bad_input_is_a_clear_error(tiny_hf, bpe, tmp_path, tmp_path_factory):
   _, model_cfg, params = tiny_hf
   cfg = _config(tmp_path_factory, tmp_path, datasets="lambada,wikitext3")
   with pytest.raises(ValueError, match=r"unknown zero_shot.datasets \['wikitext3'\]"):
-    zero_shot.run(cfg, model_cfg, params, bpe, tmp_path)
+    gpt2_zero_shot.run(cfg, model_cfg, params, bpe, tmp_path)
   with pytest.raises(ValueError, match="passage 1 has no last word"):
-    zero_shot.lambada_requests(bpe, ["a fine passage", "nospace"])
+    lambada.passages(bpe, ["a fine passage", "nospace"])
 
 
 @pytest.mark.slow
@@ -214,3 +312,49 @@ def test_bench_zero_shot_matches_transformers(shared_data, tmp_path):
   assert result["windows"] == 4 and result["tokens"] == 4 * 64
   assert result["tokens_per_sec"] > 0 and result["hf_tokens_per_sec"] > 0
   assert result["max_abs_logprob_difference"] < 1e-3
+
+
+@pytest.mark.slow
+def test_lambada_agrees_with_lm_evaluation_harness(tiny_hf, bpe, shared_data, tmp_path,
+                                                  monkeypatch):
+  """lm-evaluation-harness's own lambada_openai task, pointed at the local file, and ours with
+  eot_prefix=False: the same accuracy and perplexity, and the same per-passage scores."""
+  pytest.importorskip("lm_eval")
+  import lm_eval  # pylint: disable=import-outside-toplevel
+  import transformers  # pylint: disable=import-outside-toplevel
+  from lm_eval import tasks  # pylint: disable=import-outside-toplevel
+  for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    monkeypatch.setenv(name, "1")
+  monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+  model, cfg, params = tiny_hf
+  model_dir = tmp_path / "model"
+  model.save_pretrained(model_dir)
+  transformers.GPT2TokenizerFast(vocab=str(shared_data / "gpt2_bpe" / "encoder.json"),
+                                 merges=str(shared_data / "gpt2_bpe" / "vocab.bpe"),
+                                 ).save_pretrained(model_dir)
+  upstream = pathlib.Path(tasks.__file__).parent / "lambada" / "lambada_openai.yaml"
+  task_dir = tmp_path / "tasks"
+  task_dir.mkdir()
+  (task_dir / "lambada_local.yaml").write_text(
+      f"include: {upstream}\ntask: lambada_openai_local\ndataset_path: json\n"
+      f"dataset_name: null\ndataset_kwargs:\n  data_files:\n"
+      f"    test: {shared_data / 'lambada' / 'lambada_test.jsonl'}\n")
+  count = 40
+  results = lm_eval.simple_evaluate(
+      model="hf", model_args=f"pretrained={model_dir},dtype=float32", device="cpu",
+      tasks=["lambada_openai_local"], task_manager=tasks.TaskManager(include_path=str(task_dir)),
+      limit=count, batch_size=8, log_samples=True)
+  theirs = results["results"]["lambada_openai_local"]
+  samples = sorted(results["samples"]["lambada_openai_local"], key=lambda s: s["doc_id"])
+  with open(shared_data / "lambada" / "lambada_test.jsonl") as f:
+    texts = [json.loads(next(f))["text"] for _ in range(count)]
+  ours = lambada.evaluate(scoring.Scorer(cfg, params, batch_size=8), bpe, texts,
+                          eot_prefix=False)
+  assert ours["acc"] == pytest.approx(theirs["acc,none"], abs=1e-4)
+  # A random model's perplexity is about 1e5, so within 1e-4 relative: the log agrees to 1e-4.
+  assert ours["ppl"] == pytest.approx(theirs["perplexity,none"], rel=1e-4)
+  split = lambada.passages(bpe, texts, eot_prefix=False)
+  per_passage = scoring.Scorer(cfg, params, batch_size=8).score([p.request for p in split])
+  their_logprob = [s["resps"][0][0][0] for s in samples]
+  np.testing.assert_allclose(per_passage.logprob, their_logprob, atol=1e-4)
+  assert per_passage.greedy.tolist() == [bool(s["resps"][0][0][1]) for s in samples]

@@ -18,6 +18,12 @@ _CLOSING = re.compile(r" ([.,;:!?%)\]}])")
 _OPENING = re.compile(r"([(\[{$#]) ")
 # Straight double quotes around a span: " a b " -> "a b".
 _DOUBLE_QUOTED = re.compile(r'" ([^"\n]*?) "')
+# A single-quoted span of at most 8 tokens within one sentence: " ' sea @-@ keeping ' " ->
+# " 'sea @-@ keeping' ". A lone ' that closes no such span is a plural possessive ("the
+# ships ' hulls"), left to _CONTRACTIONS.
+_SINGLE_QUOTED = re.compile(r"(?<!\S)' ((?:(?![.!?] )[^\s']+ ){0,7}?[^\s']+) '(?!\S)")
+# CBT's (PTB-style) quote marks: `` opens and '' closes a quotation.
+_LATEX_QUOTES = re.compile(r"``|''")
 # WikiText's joiners inside numbers and compounds: 1 @,@ 000 -> 1,000; well @-@ known.
 _WIKI_JOINERS = re.compile(r" @([-,.])@ ")
 # WikiText headings: " = = Career = = " -> "== Career ==".
@@ -40,6 +46,7 @@ def wikitext(text):
   it is one word of the original and the model sees it as text."""
   text = _WIKI_JOINERS.sub(r"\1", text)
   text = _WIKI_HEADING.sub(lambda m: _heading(m.group(1), m.group(2)), text)
+  text = _SINGLE_QUOTED.sub(r"'\1'", text)
   return _common(text)
 
 
@@ -59,8 +66,14 @@ def ptb(text):
 
 
 def moses(text):
-  """Moses-style tokenized sentences: One Billion Word news and CBT's books."""
+  """Moses-style tokenized sentences: One Billion Word news."""
   return _common(text)
+
+
+def cbt(text):
+  """Children's Book Test: Moses-style sentences whose quotations are marked `` and ''; both
+  become a straight double quote, so a quoted span reads "like this"."""
+  return _common(_LATEX_QUOTES.sub('"', text))
 
 
 _QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
@@ -77,5 +90,5 @@ def identity(text):
   return text
 
 
-DETOKENIZERS = {"wikitext": wikitext, "ptb": ptb, "moses": moses, "lambada": lambada,
-                "identity": identity}
+DETOKENIZERS = {"wikitext": wikitext, "ptb": ptb, "moses": moses, "cbt": cbt,
+                "lambada": lambada, "identity": identity}

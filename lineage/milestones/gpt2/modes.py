@@ -6,10 +6,9 @@ import os
 
 import jax
 
-from lineage.eval import zero_shot
 from lineage.interop import hf_gpt2
 from lineage.milestones.gpt2 import task as task_lib
-from lineage.milestones.gpt2 import weights
+from lineage.milestones.gpt2 import weights, zero_shot
 from lineage.train import distributed, loop
 from lineage.train import weights as weights_lib
 

@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lineage import milestones  # noqa: E402
-from lineage.eval import zero_shot  # noqa: E402
-from lineage.milestones.gpt2 import sampling, task as task_lib  # noqa: E402
+from lineage.milestones.gpt2 import sampling, zero_shot  # noqa: E402
+from lineage.milestones.gpt2 import task as task_lib  # noqa: E402
 from lineage.train import loop  # noqa: E402
 from lineage.train import metrics as metrics_lib  # noqa: E402
 

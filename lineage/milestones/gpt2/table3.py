@@ -41,20 +41,50 @@ PAPER_ROWS = {
 }
 ROWS_FILE = "zero_shot_rows.json"
 CONVENTIONS = """\
-Conventions. Every text is scored after one `<|endoftext|>` token. LAMBADA: the target is
-the passage's last space-separated word, correct when greedy decoding spells all its BPE
-tokens; PPL = exp(mean over passages of the word's summed negative log-likelihood).
-"LAMBADA ACC" is the stop-word-filtered accuracy, as the paper reports it (at the word's
-first token, tokens that are a whole stop word of scikit-learn's English list are
-excluded from the argmax); "no filter" is plain greedy accuracy. CBT: the candidate whose
-completed query is most likely given the 20 context sentences. WikiText2, PTB,
-WikiText103, 1BW: detokenized lines joined with newlines, sliding windows of `context`
-tokens advancing by `stride` (each token scored once, with at least context - stride
-tokens of left context once past the first window); PPL is per word of the ORIGINAL
-tokenization, counting one `<eos>` per line (245,569 words for WikiText-2 test, 82,430 for
-PTB test), "tok PPL" per GPT-2 BPE token. enwik8 / text8: total nats / ln 2 / bytes
-(characters) of the original test split (the last 5% of the file). Accuracies in %.
+Conventions. LAMBADA: the target is the passage's last space-separated word, tokenized as
+lm-evaluation-harness does (the whole passage, split where the context's tokens end). "no
+filter" (lm-evaluation-harness's acc) counts a passage when every target token is the argmax;
+PPL = exp(mean over passages of the target's summed negative log-likelihood). "LAMBADA ACC",
+the paper's number, filters stop words at the level of words: the prediction is the greedy
+continuation up to the next word boundary; a predicted word that is itself a stop word is
+rejected and the greedy word from the next-ranked first token taken instead; the passage
+counts when the prediction spells the target. CBT: the candidate whose completed query is
+most likely given the 20 context sentences (one per line, then the query on its own line);
+`` and '' read as ". WikiText2, PTB, WikiText103, 1BW: detokenized lines joined with newlines,
+sliding windows of `context` tokens advancing by `stride` (each token scored once, with at
+least context - stride tokens of left context once past the first window); PPL is per word
+of the ORIGINAL tokenization, counting one `<eos>` per line, "tok PPL" per GPT-2 BPE token.
+enwik8 / text8: total nats / ln 2 / bytes (characters) of the test split (its last 5%), cut on
+character boundaries and checked to round-trip through the tokenizer. The LM head and
+log-softmax run in float32. Accuracies in %.
 """
+
+
+def _scored(result):
+  """What a dataset's numbers were computed over, as counted while scoring it."""
+  if "num_words" in result:
+    return (f"{result['num_lines']:,} lines, {result['num_words']:,} words, "
+            f"{result['num_tokens']:,} tokens, {result['num_documents']:,} document(s)")
+  if "num_units" in result:
+    dropped = result.get("dropped_first_bytes", 0) + result.get("dropped_last_bytes", 0)
+    cut = f" ({dropped} bytes of a cut character left out)" if dropped else ""
+    return f"{result['num_units']:,} units, {result['num_tokens']:,} tokens{cut}"
+  extra = ""
+  if "num_stopword_targets" in result:
+    extra = (f" ({result['num_stopword_targets']} targets are stop words under "
+             f"{result['stop_words']})")
+  return f"{result['num_examples']:,} examples{extra}"
+
+
+def _setting_words(settings):
+  # Rows written before these settings existed were scored with their defaults.
+  prefix = ("every text after one `<|endoftext|>`" if settings.get("eot_prefix", True)
+            else "no `<|endoftext|>` prefix")
+  documents = ("context restarts at each WikiText article" if settings.get("documents") == "article"
+               else "context crosses article boundaries (one stream per split)")
+  return (f"{prefix}; window {settings['context']}, stride {settings['stride']}; {documents}; "
+          f"detokenize={settings['detokenize']}, max_examples={settings['max_examples']}, "
+          f"max_bytes={settings['max_bytes']}")
 
 
 def _cell(result, metric, percent):
@@ -79,15 +109,15 @@ def render(rows):
              for _, key, metric, percent in COLUMNS + EXTRA_COLUMNS]
     lines.append(f"| {model} | " + " | ".join(cells) + " |")
     needs.update({k: v["needs_data"] for k, v in summary.items() if "needs_data" in v})
-    counts = ", ".join(f"{k} {v.get('num_examples', v.get('num_lines', v.get('num_units')))}"
-                       for k, v in summary.items() if "needs_data" not in v)
-    settings.append(f"- {model}: {json.dumps(row['settings'])}; evaluated on: {counts}")
+    counts = "; ".join(f"{name} {_scored(result)}" for name, result in summary.items()
+                       if "needs_data" not in result)
+    settings.append(f"- {model}: {_setting_words(row['settings'])}. Scored: {counts}")
   for model, values in PAPER_ROWS.items():
     extra = ["" for _ in EXTRA_COLUMNS]
     lines.append(f"| {model} | " + " | ".join(list(values) + extra) + " |")
-  lines += ["", CONVENTIONS, "Settings (max_examples / max_bytes = 0: the whole test split; "
-            "otherwise only its first examples, lines or bytes, so not comparable with the "
-            "paper):", *settings]
+  lines += ["", CONVENTIONS, ("Settings and what was scored (max_examples / max_bytes = 0: the "
+                              "whole test split; otherwise only its first examples, lines or "
+                              "bytes, so not comparable with the paper):"), *settings]
   if needs:
     lines += ["", "Datasets that need data (then rerun the evaluation):"]
     lines += [f"- {name}: `{command}`" for name, command in sorted(needs.items())]
