@@ -4,14 +4,16 @@ Our TPU-shaped kernel (kernels.flash_attention) does not lower with Mosaic GPU,
 whose matmuls are warpgroup MMAs (wgmma) on swizzled shared-memory tiles fed by
 TMA copies, and jax's own Hopper kernel (jax.experimental.pallas.ops.gpu.
 attention_mgpu) keeps its tiles in float16 only and has no causal backward. So
-this module holds the same algorithm in Mosaic GPU's terms (its default, Lane
-semantics): one warpgroup per tile of block_q queries (or block_kv keys),
-`plgpu.emit_pipeline` streaming the other side's tiles from global to shared
-memory by TMA while the previous tile is computed on, an online softmax in fp32
-(base 2, the scale folded into the exponent), and a backward in two kernels (dq
-per query tile, dk and dv per key tile) that recompute the probabilities from
-the saved log-sum-exp. Causality and the local window set each pipeline's
-(dynamic) start and length, so fully masked tiles are never loaded.
+this module holds the same algorithm in Mosaic GPU's terms: one warpgroup per
+tile of block_q queries (or block_kv keys), `plgpu.emit_pipeline` streaming the
+other side's tiles from global to shared memory by TMA while the previous tile
+is computed on, an online softmax in fp32 (base 2, the scale folded into the
+exponent), and a backward in two kernels (dq per query tile, dk and dv per key
+tile) that recompute the probabilities from the saved log-sum-exp. Causality
+and the local window set each pipeline's (dynamic) start and length, so fully
+masked tiles are never loaded. The kernels are written for Lane semantics
+(registers with explicit layouts), which they request by name: jax 0.11 made
+Warpgroup semantics the default.
 
 The kernels run on CPU in jax's GPU interpreter (a simulator of shared memory,
 TMA, barriers and wgmma), which is how tests/test_flash_attention_gpu.py checks
@@ -354,7 +356,8 @@ def _launch(kernel, cfg, tiles_name, num_tiles, q, segment_ids, out_type, scratc
   return plgpu.kernel(body, out_type=out_type,
                       scratch_types=tuple(scratch) + ((segment_scratch,) if has_segments else ()),
                       grid=(heads, num_tiles, batch), grid_names=("heads", tiles_name, "batch"),
-                      compiler_params=plgpu.CompilerParams(approx_math=True),
+                      compiler_params=plgpu.CompilerParams(
+                          approx_math=True, lowering_semantics=plgpu.LoweringSemantics.Lane),
                       interpret=cfg.interpret)(*operands,
                                                *((segment_ids,) if has_segments else ()))
 

@@ -1,39 +1,39 @@
-"""The Mosaic GPU (Hopper) flash attention, checked without a GPU.
+"""The Mosaic GPU (Hopper) flash attention, checked with or without a GPU.
 
-Numerics run in jax's GPU interpret mode, which simulates shared memory, TMA
-copies, barriers and wgmma on CPU; lowering for CUDA runs through jax.export,
-which emits the Mosaic GPU kernels without querying a device. What neither can
-show (ptxas, register pressure, races the simulator misses, speed) is left to
-experiments/gpu_check.sh on an H100/H200, which runs this file there with the
-kernels compiled.
+Without one, numerics run in jax's GPU interpret mode, which simulates shared
+memory, TMA copies, barriers and wgmma on CPU, and lowering for CUDA runs
+through jax.export, which emits the Mosaic GPU kernels without querying a
+device. What neither can show (ptxas, register pressure, races the simulator
+misses, speed) is left to experiments/gpu_check.sh on an H100/H200, which runs
+this file there with the kernels compiled, adding sequences long enough to keep
+every pipeline and many thread blocks busy.
 
-jax 0.10.2's interpreter lacks two things the kernels use, which
-`_teach_interpreter` adds for these tests only: layout casts (a no-op without
-registers to lay out) and transposed wgmma operands (plgpu.transpose_ref). Its
-race detector runs too: TMA copies in flight must not overlap the kernel's
-reads and writes of the same shared memory.
+jax 0.10.2's interpreter lacks two things the kernels use, which `_interpreter`
+adds for these tests only: layout casts (a no-op without registers to lay out)
+and transposed wgmma operands (plgpu.transpose_ref). Its race detector runs too:
+TMA copies in flight must not overlap the kernel's reads and writes of the same
+shared memory. The modules it patches are jax's private ones, imported there
+alone: on a CPU with a jax that has moved them, the interpreted cases skip,
+saying why, and the rest of the file runs; on a GPU they are not needed.
 """
 
 import functools
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax._src.interpreters import mlir
-from jax._src.pallas.mosaic.interpret import utils as interpret_utils
-from jax._src.pallas.mosaic_gpu import core as mgpu_core
-from jax._src.pallas.mosaic_gpu.interpret import gpu_callbacks, interpret_pallas_call
-from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
-from jax._src.state import types as state_types
+from jax.experimental.pallas import mosaic_gpu as plgpu
 
 from kernels import flash_attention_mgpu as fm
 from kernels import ops, reference
+from lineage.models import gpt
 
 
-def _wgmma_with_transposes(*, token, device_id, grid_point_coords, thread_id,
-                           acc_allocation_key_as_array, acc_transforms, acc_dtype,
-                           a_allocation_key_as_array, a_transforms,
+def _wgmma_with_transposes(gpu_callbacks, interpret_utils, state_types, *, token, device_id,
+                           grid_point_coords, thread_id, acc_allocation_key_as_array,
+                           acc_transforms, acc_dtype, a_allocation_key_as_array, a_transforms,
                            b_allocation_key_as_array, b_transforms, source_info=None):
   """gpu_callbacks.wgmma, reading operands through a trailing TransposeTransform."""
   memory = gpu_callbacks._get_shared_memory()
@@ -62,12 +62,27 @@ def _wgmma_with_transposes(*, token, device_id, grid_point_coords, thread_id,
 
 
 @functools.cache
-def _teach_interpreter():
+def _interpreter():
+  """jax's private GPU interpreter, taught layout casts and transposed wgmma operands:
+  (InterpretGPUParams, whether races were found, reset), or why this jax cannot have it."""
+  try:
+    from jax._src.interpreters import mlir
+    from jax._src.pallas.mosaic.interpret import utils as interpret_utils
+    from jax._src.pallas.mosaic_gpu import core as mgpu_core
+    from jax._src.pallas.mosaic_gpu.interpret import gpu_callbacks, interpret_pallas_call
+    from jax._src.pallas.mosaic_gpu.interpret.params import InterpretGPUParams
+    from jax._src.state import types as state_types
+  except ImportError as missing:
+    return (f"jax {jax.__version__} lacks the private GPU interpreter modules patched "
+            f"here: {missing}")
   identity = lambda x, new_layout: x
   mgpu_core.layout_cast_p.def_impl(identity)
   mlir.register_lowering(mgpu_core.layout_cast_p,
                          mlir.lower_fun(identity, multiple_results=False), platform="cpu")
-  gpu_callbacks.wgmma = _wgmma_with_transposes
+  gpu_callbacks.wgmma = functools.partial(_wgmma_with_transposes, gpu_callbacks,
+                                          interpret_utils, state_types)
+  return (InterpretGPUParams, lambda: interpret_pallas_call.get_races().races_found,
+          gpu_callbacks.reset_gpu_interpret_mode_state)
 
 
 @pytest.fixture
@@ -76,10 +91,13 @@ def interpret():
   if jax.default_backend() == "gpu":
     yield None
     return
-  _teach_interpreter()
-  yield InterpretGPUParams(detect_races=True)
-  assert not interpret_pallas_call.get_races().races_found, "TMA copies race the kernel"
-  gpu_callbacks.reset_gpu_interpret_mode_state()
+  interpreter = _interpreter()
+  if isinstance(interpreter, str):
+    pytest.skip(interpreter)
+  params, races_found, reset = interpreter
+  yield params(detect_races=True)
+  assert not races_found(), "TMA copies race the kernel"
+  reset()
 
 
 def inputs(shape, dtype=jnp.bfloat16, seed=0):
@@ -115,12 +133,19 @@ CASES = [
     ((1, 128, 1, 128), True, None, True, 64, 64),  # head_dim 128 and packed documents
     ((1, 128, 2, 64), False, 17, True, 64, 128),  # two-sided window, wide key tiles
 ]
+# Compiled on a GPU only (the interpreter would take hours): dozens of pipeline steps per
+# tile and hundreds of thread blocks, where ordering bugs and races would show.
+GPU_CASES = [
+    ((2, 2048, 4, 64), True, None, False, 64, 64),  # the benchmark's causal attention
+    ((2, 2048, 4, 128), True, None, True, 64, 128),  # head_dim 128, packed documents
+    ((1, 4096, 2, 64), True, 1000, False, 128, 64),  # a local window across tiles
+    ((2, 1024, 2, 128), False, 300, True, 64, 64),  # two-sided window with documents
+]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("shape, causal, window, segments, block_q, block_kv", CASES)
-def test_matches_reference_in_gpu_interpret_mode(interpret, shape, causal, window, segments,
-                                                  block_q, block_kv):
+def check_against_reference(interpret, record_property, shape, causal, window, segments,
+                            block_q, block_kv):
+  """Output and the three gradients in bf16 within 2% (of the largest value) of fp32."""
   q, k, v, cotangent = inputs(shape)
   segment_ids = packed_segments(shape[0], shape[1]) if segments else None
   masks = dict(causal=causal, local_window=window, segment_ids=segment_ids)
@@ -128,9 +153,29 @@ def test_matches_reference_in_gpu_interpret_mode(interpret, shape, causal, windo
                                         block_kv=block_kv, interpret=interpret),
                       q, k, v, cotangent)
   want = out_and_grads(fp32_reference(**masks), q, k, v, cotangent.astype(jnp.float32))
-  for name, g, w in zip(("out", "dq", "dk", "dv"), got, want):
-    assert g.dtype == jnp.bfloat16
-    assert rel_err(g, w) < 2e-2, name
+  errors = {name: float(rel_err(g, w)) for name, g, w in zip(("out", "dq", "dk", "dv"), got, want)}
+  record_property("rel_err", errors)  # experiments/gpu_check.sh reports them
+  assert all(g.dtype == jnp.bfloat16 for g in got)
+  assert max(errors.values()) < 2e-2, errors
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape, causal, window, segments, block_q, block_kv", CASES)
+def test_matches_reference(interpret, record_property, shape, causal, window, segments,
+                           block_q, block_kv):
+  """In jax's GPU interpreter on CPU, compiled on a GPU."""
+  check_against_reference(interpret, record_property, shape, causal, window, segments,
+                          block_q, block_kv)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape, causal, window, segments, block_q, block_kv", GPU_CASES)
+def test_matches_reference_at_length_on_gpu(record_property, shape, causal, window, segments,
+                                            block_q, block_kv):
+  if jax.default_backend() != "gpu":
+    pytest.skip("needs a GPU: sequences this long would take the interpreter hours")
+  check_against_reference(None, record_property, shape, causal, window, segments, block_q,
+                          block_kv)
 
 
 def test_lowers_for_cuda_forward_and_backward():
@@ -174,16 +219,31 @@ def test_ops_pallas_on_gpu_lowers_to_the_mosaic_kernel(monkeypatch):
     ops.attention(q.astype(jnp.float32), k, v, implementation="pallas")
 
 
+def test_kernels_ask_for_lane_semantics(monkeypatch):
+  """jax 0.11 lowers Mosaic GPU kernels with Warpgroup semantics unless told otherwise; ours
+  name Lane, so such a default must not change what they lower to."""
+  q, k, v, _ = inputs((1, 128, 1, 64))
+  modules = []
+  for default in ("as installed", plgpu.LoweringSemantics.Warpgroup):
+    if default != "as installed":
+      monkeypatch.setattr(plgpu, "CompilerParams", functools.partial(
+          plgpu.CompilerParams, lowering_semantics=default))
+    attend = jax.jit(functools.partial(fm.flash_attention_mgpu, causal=True))  # a fresh trace
+    modules.append(jax.export.export(attend, platforms=["cuda"])(q, k, v).mlir_module())
+  assert modules[0] == modules[1]
+
+
 def test_bench_attention_reports_tflops_and_gradient_error():
   """bench --what=attention on CPU: every row checked against fp32 xla."""
   if jax.default_backend() == "gpu":
     pytest.skip("experiments/gpu_check.sh runs the bench itself, at the acceptance sizes")
-  from configs import gpt2 as gpt2_config
   from lineage.bench import attention as attention_bench
-  cfg = gpt2_config.get_config("tiny")
+  cfg = types.SimpleNamespace(model=gpt.GPTConfig(vocab_size=257, context=128, num_layers=4,
+                                                  num_heads=4, embed_dim=128, mlp_dim=512))
   result = attention_bench.bench_attention(cfg, [32], batch=1, steps=1, warmup=1, head_dims=[8])
   rows = result["results"]
-  assert [(r["implementation"], r["head_dim"]) for r in rows] == [("xla", 8), ("pallas", 8)]
+  assert {"xla", "pallas"} <= {r["implementation"] for r in rows}
+  assert all(r["head_dim"] == 8 for r in rows)
   for row in rows:
     assert row["tflops_per_sec"] > 0 and row["seconds_median"] > 0
     assert row["grad_rel_error"] < 1e-4, row["implementation"]
