@@ -73,11 +73,10 @@ def _dense(features, axes, dtype, name):
 
 
 def _layer_norm(cfg, name):
+  partitioned = lambda init: nn.with_logical_partitioning(init, ("norm",))
   return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, param_dtype=jnp.float32,
-                      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("norm",)),
-                      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(),
-                                                             ("norm",)),
-                      name=name)
+                      scale_init=partitioned(nn.initializers.ones_init()),
+                      bias_init=partitioned(nn.initializers.zeros_init()), name=name)
 
 
 class Attention(nn.Module):
