@@ -92,13 +92,17 @@ def test_a_beam_holding_every_candidate_finds_the_exhaustive_best():
   assert len(answers) > len(TINY_PROMPTS)  # the length penalty changed some answer
 
 
-def test_compiles_once_per_shape_whatever_the_params_alpha_or_stop_token():
+def test_compiles_once_per_shape_whatever_the_params_alpha_stop_token_or_limits():
   search = decode.BeamSearch(*gpt.decoding(TINY_CFG), TINY_CFG.context)
-  search.search(perturbed_params(TINY_CFG, 3, 1.0), TINY_PROMPTS, 3, eos_id=EOS, beam_size=3)
+  search.search(perturbed_params(TINY_CFG, 3, 1.0), TINY_PROMPTS, 3, eos_id=EOS, beam_size=3,
+                bucket=4)
   size = beam_lib._search._cache_size()
   search.search(perturbed_params(TINY_CFG, 4, 1.0), TINY_PROMPTS, 3, eos_id=1, beam_size=3,
-                alpha=1.0)
+                alpha=1.0, bucket=4)
+  got, scores = search.search(perturbed_params(TINY_CFG, 4, 1.0), TINY_PROMPTS, [2, 0],
+                              eos_id=1, beam_size=3, bucket=4)  # limits within the bucket
   assert beam_lib._search._cache_size() == size
+  assert len(got[0]) <= 2 and got[1] == [] and scores[1] == 0.0
 
 
 def test_bad_arguments_are_errors():

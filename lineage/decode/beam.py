@@ -111,9 +111,10 @@ class BeamSearch:
 
     max_new_tokens: one limit, or one per prompt (the paper's input length + 50).
     start_cache(slots) -> a cache for len(prompts) rows, for a model whose cache holds
-    more than init_cache's (an encoder-decoder's encoded source); prompts are
-    left-padded to a multiple of `bucket`, and `slots` is that length plus the most new
-    tokens.
+    more than init_cache's (an encoder-decoder's encoded source). Prompts are left-padded
+    to a multiple of `bucket` and the step bound rounded up to one (the limits themselves
+    are traced), so batches within a bucket share an executable; `slots` is the padded
+    prompt length plus the step bound.
     """
     limits = check_limits(prompts, max_new_tokens, self.context)
     if beam_size < 1:
@@ -126,11 +127,13 @@ class BeamSearch:
       return [[] for _ in prompts], np.zeros(len(prompts), np.float32)
     longest = max(len(p) for p in prompts)
     length = min(-(-longest // bucket) * bucket, max(longest, self.context - new))
+    steps = -(-new // bucket) * bucket  # rows stop at their limits, within the context
     tokens, segment_ids, positions = left_pad(prompts, length)
-    cache = (self.init_cache(len(prompts), length + new) if start_cache is None
-             else start_cache(length + new))
+    cache = (self.init_cache(len(prompts), length + steps) if start_cache is None
+             else start_cache(length + steps))
     out, lengths, scores = _search(params, cache, tokens, positions, segment_ids, limits,
                                    np.int32(eos_id), np.float32(alpha), apply_fn=self.apply_fn,
-                                   beam_size=beam_size, max_new=new)
+                                   beam_size=beam_size, max_new=steps)
     out, lengths = np.asarray(out), np.asarray(lengths)
-    return [out[i, :lengths[i]].tolist() for i in range(len(prompts))], np.asarray(scores)
+    scores = np.where(limits == 0, 0.0, np.asarray(scores))  # the empty output, log p = 0
+    return [out[i, :lengths[i]].tolist() for i in range(len(prompts))], scores

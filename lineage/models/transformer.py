@@ -281,7 +281,8 @@ def decoding(cfg: TransformerConfig):
 def translate(cfg: TransformerConfig, params, sources, *, bos_id, eos_id, beam_size=4,
               alpha=0.6, extra_length=50, bucket=16):
   """Beam-searched target ids (without bos and eos) of each source id list, at most
-  len(source) + extra_length tokens each: the paper's decoding."""
+  len(source) + extra_length tokens each: the paper's decoding. Source lengths and the step
+  bound are rounded up to a multiple of `bucket`, so batches share executables."""
   length = -(-max(len(s) for s in sources) // bucket) * bucket
   source = np.zeros((len(sources), length), np.int32)
   for row, ids in enumerate(sources):
@@ -291,8 +292,8 @@ def translate(cfg: TransformerConfig, params, sources, *, bos_id, eos_id, beam_s
   search = decode.BeamSearch(decoding(cfg), None, context=1 + max(limits))
   tokens, _ = search.search(
       params, [[bos_id]] * len(sources), limits, eos_id=eos_id, beam_size=beam_size, alpha=alpha,
-      bucket=1, start_cache=lambda slots: start_cache(cfg, params, source,
-                                                      segment_ids.astype(np.int32), slots))
+      bucket=bucket, start_cache=lambda slots: start_cache(cfg, params, source,
+                                                           segment_ids.astype(np.int32), slots))
   return tokens
 
 
