@@ -237,7 +237,7 @@ class GPT1BPE:
   when both were installed; its fallback was the same BERT BasicTokenizer). The paper's own
   pipeline (ftfy, text_standardize, spaCy's English tokenizer) differs on contractions ("don't"
   is "don ' t" here) and on characters outside the vocabulary; `standardize=True` adds
-  text_standardize's replacements, which change ids only where transformers gives <unk>.
+  text_standardize's replacements, which change only words where transformers gives <unk>.
   A character outside the vocabulary is <unk> (id 0), one per character.
 
   GPT-1 has no end-of-text token among its 40,478. `special_tokens` are appended with ids
