@@ -271,6 +271,9 @@ class GPT1BPE:
     self.special_ids = {t: tokenizer.token_to_id(t) for t in special_tokens}
     self.vocab_size = tokenizer.get_vocab_size()
     self.eot_id = self.special_ids[special_tokens[0]]
+    pieces = [tokenizer.id_to_token(i) for i in range(1, self.base_vocab_size)]
+    self._token_text = ["", *(p.removesuffix("</w>") + " " if p.endswith("</w>") else p
+                              for p in pieces), *[""] * len(special_tokens)]
 
   @classmethod
   def from_files(cls, encoder_json, vocab_bpe, special_tokens=GPT1_SPECIAL_TOKENS,
@@ -307,9 +310,11 @@ class GPT1BPE:
                                   skip_special_tokens=True)
 
   def decode_bytes(self, ids) -> bytes:
-    """The UTF-8 of `decode`: GPT-1's tokens are characters, not bytes, so no id stands for
-    part of a character."""
-    return self.decode(ids).encode("utf-8")
+    """The UTF-8 of `decode` with a space after the last word too, so that pieces decoded
+    one at a time (a stream, `IncrementalText`) join into the whole. GPT-1's tokens are
+    characters, not bytes: no id stands for part of a character."""
+    return "".join(self._token_text[i] for i in _text_ids(ids, self.vocab_size, self.eot_id)
+                   ).encode("utf-8")
 
 
 TOKENIZERS = ("byte", "gpt2", "bpe", "gpt1")
