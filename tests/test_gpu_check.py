@@ -8,6 +8,7 @@ pinned versions: jax 0.11 is not on this machine's package index), once reportin
 for every check and once running every check at toy sizes.
 """
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -22,9 +23,11 @@ import textwrap
 import types
 
 import jax
+import jax.numpy as jnp
 import pytest
 
 from lineage.bench import gpu_check, gpu_gpt2
+from lineage.models import gpt
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ABSENT_ON_GPU_MACHINE = ("ml-collections", "tensorflow-datasets", "grain", "array-record")
@@ -137,6 +140,19 @@ def test_the_train_batch_fills_the_device_from_the_probe(monkeypatch):
   assert gpu_gpt2._fill_batch(compiled, 8, max_batch=64) == 8  # never below the probe
   stats.clear()  # a CPU reports no limit
   assert gpu_gpt2._fill_batch(compiled, 2, max_batch=64) == 2
+
+
+def test_the_pallas_train_step_lowers_for_cuda(monkeypatch):
+  """The train step the GPU check times, with the Mosaic GPU attention in every layer (two
+  layers here), lowers for CUDA: a one-token init would not reach the kernel's tiles."""
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  model_cfg = dataclasses.replace(gpt.PRESETS["gpt2_117m"], num_layers=2, dtype="bfloat16",
+                                  attention_impl="pallas")
+  init_state, step, _ = gpu_gpt2.build_train_step(model_cfg)
+  tokens = jax.ShapeDtypeStruct((2, 1024), jnp.int32)
+  exported = jax.export.export(step, platforms=["cuda"])(
+      jax.eval_shape(init_state, jax.random.PRNGKey(0)), {"inputs": tokens, "targets": tokens})
+  assert exported.mlir_module().count("@mosaic_gpu") == 2 * 3, "forward, dq, dk/dv per layer"
 
 
 def rehearsal_requirements():

@@ -50,7 +50,9 @@ def lm_loss_fn(model):
 
 
 def _init_fn(model_cfg):
-  model = gpt.GPT(model_cfg)
+  """Parameters from a one-token call through the xla attention: they do not depend on the
+  implementation, and the Mosaic GPU kernel refuses sequences shorter than its tiles."""
+  model = gpt.GPT(dataclasses.replace(model_cfg, attention_impl="xla"))
   return lambda rng: nn.unbox(model.init(rng, jnp.zeros((1, 1), jnp.int32))["params"])
 
 
@@ -79,11 +81,8 @@ def _is_out_of_memory(error):
   return "RESOURCE_EXHAUSTED" in str(error) or "out of memory" in str(error).lower()
 
 
-def train_step_throughput(model_cfg, seq_len, batch, max_batch, steps, warmup, seed=0,
-                          fill=True):
-  """Tokens/s and MFU of the full train step, with the first and last losses to show it
-  trains on sane numbers. With `fill`, `batch` is a probe from whose compiled memory the
-  batch that fills the device is chosen; an out-of-memory error halves the batch."""
+def build_train_step(model_cfg):
+  """(init_state(rng), the jitted train step donating its state, FLOPs per token)."""
   init = _init_fn(model_cfg)
   tx, _ = optim.make_optimizer(TRAIN_117M)
 
@@ -91,9 +90,18 @@ def train_step_throughput(model_cfg, seq_len, batch, max_batch, steps, warmup, s
     params = init(rng)
     return step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                                opt_state=tx.init(params), rng=rng)
-  key = jax.random.PRNGKey(seed)
-  flops_per_token = gpt.flops_per_token(model_cfg, jax.eval_shape(init, key))
+  flops_per_token = gpt.flops_per_token(model_cfg, jax.eval_shape(init, jax.random.PRNGKey(0)))
   step = jax.jit(step_lib.make_train_step(lm_loss_fn(gpt.GPT(model_cfg)), tx), donate_argnums=0)
+  return init_state, step, flops_per_token
+
+
+def train_step_throughput(model_cfg, seq_len, batch, max_batch, steps, warmup, seed=0,
+                          fill=True):
+  """Tokens/s and MFU of the full train step, with the first and last losses to show it
+  trains on sane numbers. With `fill`, `batch` is a probe from whose compiled memory the
+  batch that fills the device is chosen; an out-of-memory error halves the batch."""
+  init_state, step, flops_per_token = build_train_step(model_cfg)
+  key = jax.random.PRNGKey(seed)
   abstract_state = jax.eval_shape(init_state, key)
   executables = {}
 
