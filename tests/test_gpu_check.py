@@ -17,6 +17,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -120,6 +121,25 @@ def test_a_failing_or_hanging_check_leaves_the_next_its_turn(tmp_path):
   summary = json.loads(lines[-1])
   assert summary["failed"] == ["kernel", "attention"]
   assert [json.loads(line) for line in lines[:-1]] == results
+
+
+def test_a_stopped_run_still_reports_every_check(tmp_path):
+  """SIGTERM (gpu_check.sh's outer `timeout`) mid-check: that check is killed and reported,
+  the rest are reported as not started, and the summary line comes."""
+  command = lambda check, path, limit: [sys.executable, "-c", "import time; time.sleep(600)"]
+  signal.signal(signal.SIGALRM, lambda signum, frame: sys.exit(128 + signum))
+  signal.alarm(2)
+  lines = []
+  try:
+    results = gpu_check.run_checks(["kernel", "attention"], command, tmp_path, time_limit=300,
+                                   emit=lines.append, progress=lambda line: None)
+  finally:
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+  kernel, attention = results
+  assert kernel["status"] == "timeout" and "stopped with the whole run" in kernel["error"]
+  assert attention["status"] == "timeout" and "not started" in attention["error"]
+  assert json.loads(lines[-1])["failed"] == ["kernel", "attention"]
 
 
 def test_unknown_checks_are_refused(tmp_path):

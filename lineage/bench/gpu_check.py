@@ -215,6 +215,8 @@ def run_checks(checks, child_command, workdir, time_limit, emit=print,
   limit, emits one JSON line per check as it ends and a summary line; returns the results.
 
   A check may use the time its predecessors left; no check starts the run past its limit.
+  When this process is told to stop (SIGTERM as SystemExit, Ctrl-C), the running check is
+  killed and reported as a timeout, the rest as not started, and the summary still comes.
   """
   unknown = sorted(set(checks) - set(CHECKS))
   if unknown:
@@ -223,19 +225,21 @@ def run_checks(checks, child_command, workdir, time_limit, emit=print,
   workdir.mkdir(parents=True, exist_ok=True)
   shares = _limits(checks, time_limit)
   start = time.monotonic()
-  results = []
+  results, stopped = [], False
   for i, check in enumerate(checks):
     later = sum(shares[c] for c in checks[i + 1:])
     limit = time_limit - (time.monotonic() - start) - later
     result_path, log_path = workdir / f"{check}.json", workdir / f"{check}.log"
     result_path.unlink(missing_ok=True)
     progress(f"gpu_check: {check} (at most {limit:.0f} s; log {log_path})")
-    result = {"check": check}
-    if limit < 5:
-      result.update(status="timeout", error="no time left in the run's limit")
+    result, interrupted = {"check": check}, False
+    if stopped or limit < 5:
+      result.update(status="timeout", error="not started: " + (
+          "the run was stopped" if stopped else "no time left in the run's limit"))
     else:
-      result = _run_child(check, child_command(check, str(result_path), limit), result_path,
-                          log_path, limit)
+      result, interrupted = _run_child(check, child_command(check, str(result_path), limit),
+                                       result_path, log_path, limit)
+    stopped = stopped or interrupted
     results.append(result)
     emit(json.dumps(result))
   statuses = {r["check"]: r["status"] for r in results}
@@ -248,17 +252,20 @@ def run_checks(checks, child_command, workdir, time_limit, emit=print,
 
 
 def _run_child(check, command, result_path, log_path, limit):
+  """(the check's result, whether this process was told to stop while it ran)."""
   start = time.monotonic()
+  stopped, interrupted = None, False
   with open(log_path, "w") as log:
     child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                              env={**os.environ, **CHILD_ENV.get(check, {})},
                              start_new_session=True)
     try:
       child.wait(timeout=limit)
-      timed_out = False
     except subprocess.TimeoutExpired:
-      timed_out = True
-    finally:  # also when this process is being stopped: no check outlives the run
+      stopped = f"stopped at its limit of {limit:.0f} s"
+    except (KeyboardInterrupt, SystemExit):
+      stopped, interrupted = "stopped with the whole run", True
+    finally:  # no check outlives the run
       if child.poll() is None:
         os.killpg(child.pid, signal.SIGKILL)  # the child and anything it started
         child.wait()
@@ -266,11 +273,10 @@ def _run_child(check, command, result_path, log_path, limit):
   wall_seconds = round(time.monotonic() - start, 1)
   if result_path.exists():
     result = json.loads(result_path.read_text())
-  if timed_out:
-    result.update(status="timeout", error=f"stopped at its limit of {limit:.0f} s; what it "
-                  "had measured is above")
+  if stopped:
+    result.update(status="timeout", error=f"{stopped}; what it had measured is kept here")
   elif child.returncode or result.get("status") in (None, "running"):
     result.update(status="error", error=result.get("error") or
                   f"the child exited with code {child.returncode}: {_tail(log_path)}")
   result.update(wall_seconds=wall_seconds, log=str(log_path))
-  return result
+  return result, interrupted
