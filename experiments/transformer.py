@@ -1,0 +1,24 @@
+"""The Transformer (2017): train an encoder-decoder translator, score it by BLEU, average its
+last checkpoints (lineage.milestones.transformer).
+
+  python -m experiments.transformer --config=configs/transformer.py:tiny \
+      --workdir=runs/transformer_tiny --mode=train|eval|average [--config.train.steps=...]
+See configs/transformer.py for the presets and what to expect.
+"""
+
+from absl import flags
+
+from experiments import cli
+from lineage.milestones import transformer
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  cli.start(argv)
+  cli.check_mode(transformer.MODES, needs_workdir=transformer.MODES)
+  transformer.run(FLAGS.mode, FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  cli.run(main)

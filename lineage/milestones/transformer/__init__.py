@@ -1,0 +1,20 @@
+"""The Transformer (Vaswani et al. 2017): an encoder-decoder of attention alone, trained to
+translate (the synthetic language pair, or Multi30k en-de) and scored by BLEU of
+beam-searched translations. experiments/transformer.py is its binary."""
+
+from lineage.milestones.transformer import modes, task
+from lineage.train import distributed, loop
+
+MODES = ("train", "eval", "average")
+
+
+def run(mode, cfg, workdir):
+  """Train; BLEU of the latest checkpoint (eval); BLEU of the last checkpoints' mean (average)."""
+  if mode == "train":
+    built = distributed.process_zero_first(lambda: task.build_task(cfg, workdir), "transformer")
+    return loop.train(cfg, workdir, built)
+  if mode == "eval":
+    return modes.run_eval(cfg, workdir)
+  if mode == "average":
+    return modes.run_average(cfg, workdir)
+  raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
