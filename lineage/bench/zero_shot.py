@@ -82,4 +82,7 @@ def bench_zero_shot(cfg, batch, steps, warmup, seed=0):
           "hf_tokens_per_sec": tokens / theirs, "speedup": theirs / ours, "tokens": tokens,
           "windows": len(windows), "context": context, "batch": batch,
           "max_abs_logprob_difference": difference, "torch_threads": torch.get_num_threads(),
-          "backend": jax.default_backend()}
+          "backend": jax.default_backend(), "baseline": "transformers", "ratio": theirs / ours,
+          "pairs": 1, "baselines": {"transformers": {
+              "tokens_per_sec": tokens / theirs, "seconds_median": theirs,
+              "ratio": theirs / ours, "pair_ratios": [theirs / ours]}}}
