@@ -37,7 +37,7 @@ def random_batches(cfg, count, seed):
 def _our_train_step(cfg, seed):
   """Our jitted train step as step(i) -> loss on batch i mod 4 of a few random batches already
   on the device (host-to-device copies are not timed), with the task, the initial parameters
-  (each step donates the state) and the batches on the host."""
+  (each step donates the state), the batches on the host, and compiled() -> its executable."""
   task = gpt2_task.build(cfg).task
   trainer = loop.build_trainer(cfg, task)
   with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
@@ -50,8 +50,8 @@ def _our_train_step(cfg, seed):
       state, metrics = trainer.train_step(state, batches[i % len(batches)])
       return metrics["loss"]
     yield types.SimpleNamespace(task=task, step=step, initial_params=jax.device_get(state.params),
-                                host_batches=host_batches,
-                                compiled=trainer.train_step.lower(state, batches[0]).compile())
+                                host_batches=host_batches, compiled=lambda: trainer.train_step.lower(
+                                    trainer.abstract_state, batches[0]).compile())
 
 
 def _with_baselines(result, rounds, ours, tokens, primary):
@@ -177,7 +177,7 @@ PROFILE_RULES = {
 def _profile(ours, torch_step, steps, vocab_size):
   """Seconds per step by category (PROFILE_RULES) and the costliest operations, ours against
   the torch.compile'd baseline, over `steps` profiled steps of each."""
-  ops = {"lineage": profile_lib.jax_op_seconds(ours.compiled, ours.step, steps),
+  ops = {"lineage": profile_lib.jax_op_seconds(ours.compiled(), ours.step, steps),
          "transformers_compiled": profile_lib.torch_op_seconds(torch_step, steps, vocab_size)}
   rules = {"lineage": PROFILE_RULES["lineage"],
            "transformers_compiled": PROFILE_RULES["transformers"]}
