@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+from lineage.bench import report
 from lineage.milestones.gpt2 import task as gpt2_task
 from lineage.models import gpt
 from lineage.train import step as step_lib
@@ -157,3 +158,25 @@ def test_thirty_adamw_steps_with_the_fused_loss_follow_optax_within_1e5():
     curves.append(curve)
   assert curves[0][-1] < curves[0][0] - 0.5  # it trains
   np.testing.assert_allclose(curves[0], curves[1], rtol=0, atol=1e-5)
+
+
+def test_the_page_names_a_missed_target_and_where_the_profile_is_slower():
+  profile = {"steps": 1, "top_ops": {"lineage": [], "transformers_compiled": []},
+             "categories": {"lineage": {"LM head matmuls": 0.5, "layer norms": 0.1},
+                            "transformers_compiled": {"LM head matmuls": 0.3, "layer norms": 0.2}}}
+  result = {"what": "train_step", "tokens_per_sec": 100.0, "baseline": "transformers_compiled",
+            "ratio": 0.9, "mfu": 0.1, "peak_gflops_per_sec": 100.0, "torch_threads": 2,
+            "first_loss": {"lineage": 1.0}, "profile": profile,
+            "baselines": {"transformers_compiled": {"tokens_per_sec": 111.0, "ratio": 0.9,
+                                                    "pair_ratios": [0.8, 0.9, 1.0]}}}
+  machine = {"date": "2026-12-01 12:00 UTC", "cpu": "cpu", "cores": 2, "python": "3.11",
+             "packages": {"jax": "0.10.2"}, "others_cpu_share": 0.5, "wall_seconds": 10.0,
+             "load_before": 3.0}
+  config = {"model": {"num_layers": 6, "embed_dim": 384, "vocab_size": 50304, "dtype": "float32"},
+            "data": {"seq_len": 256}, "train": {"batch_size": 8}}
+  page = report.markdown([{"command": "python -m experiments.bench --what=train_step",
+                           "config": config, "machine": machine, "result": result}])
+  assert "**0.90x** (0.80, 0.90, 1.00) | 1.1x: not met |" in page
+  assert "ours spends longer on LM head matmuls (200 ms more) (profile below)" in page
+  assert "the machine was shared" in page
+  assert "| LM head matmuls | 500 | 300 |" in page

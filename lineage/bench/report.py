@@ -68,7 +68,8 @@ def _version(name):
 def _shape(result, config):
   """A short description of what was measured, from the result and the config's model."""
   model = config.get("model", {})
-  dims = f"{model.get('num_layers')} x {model.get('embed_dim')}, vocab {model.get('vocab_size')}"
+  dims = (f"{model.get('num_layers')} layers x {model.get('embed_dim')}, "
+          f"vocab {model.get('vocab_size')}")
   what = result["what"]
   if what == "train_step":
     data, train = config.get("data", {}), config.get("train", {})
@@ -132,6 +133,7 @@ def markdown(records, command="make bench"):
                    f"{'' if ours is None else f'{ours:,.0f}'} | {name} | "
                    f"{baseline['tokens_per_sec']:,.0f} | "
                    f"{_ratio_cell(baseline['ratio'], baseline['pair_ratios'])} | {met} |")
+  lines += [""] + _verdicts(records)
   lines += ["", "## Details", ""]
   for record in records:
     result = record["result"]
@@ -145,6 +147,30 @@ def markdown(records, command="make bench"):
       lines += _profile_section(record, profile)
   lines += ["", "## Commands", "", "```"] + [r["command"] for r in records] + ["```", ""]
   return "\n".join(lines)
+
+
+def _verdicts(records):
+  """One line per target of the issue: met or not, and for a train step that misses it, the
+  profile's categories where ours spends more than the baseline."""
+  lines = []
+  for record in records:
+    result = record["result"]
+    target = TARGETS.get(result["what"])
+    if target is None:
+      continue
+    ratio = result["ratio"]
+    line = (f"- {result['what']} ({_shape(result, record['config'])}): {ratio:.2f}x "
+            f"{result['baseline']}, target {target}x {'met' if ratio >= target else 'not met'}")
+    profile = result.get("profile")
+    if ratio < target and profile:
+      ours, theirs = (profile["categories"][side] for side in profile["categories"])
+      gaps = sorted(((ours.get(c, 0.0) - theirs.get(c, 0.0), c) for c in ours), reverse=True)
+      behind = [f"{c} ({1e3 * gap:,.0f} ms more)" for gap, c in gaps if gap > 0][:3]
+      line += ("; ours spends longer on " + ", ".join(behind) if behind else
+               "; no category of the profile is slower than the baseline's")
+      line += " (profile below)"
+    lines.append(line + ".")
+  return lines
 
 
 def profile_rows(profile):
