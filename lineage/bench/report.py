@@ -118,8 +118,11 @@ def markdown(records, command="make bench"):
   if shares:
     busiest = max(shares)
     lines += [f"Other processes took {min(shares):.0%} to {busiest:.0%} of the machine's CPU time "
-              "during the measurements" + (" (the machine was shared: ratios are noisier than on a "
-              "quiet machine)" if busiest > 0.1 else " (a quiet machine)") + ".", ""]
+              "during the measurements" + (
+                  ": the machine was shared. Ratios are then noisier, and they can flatter ours: "
+                  "PyTorch's OpenMP threads lose more to other processes than XLA's do. Rerun "
+                  f"`{command}` on a quiet machine before quoting them" if busiest > 0.1
+                  else " (a quiet machine)") + ".", ""]
   lines += ["| benchmark | what | ours (tok/s) | baseline | baseline (tok/s) | ratio (rounds) "
             "| target |", "|---|---|---|---|---|---|---|"]
   for record in records:
