@@ -10,9 +10,11 @@ checkpoint and 85.3 from the mean of the last five (beam 4, alpha 0.6):
       --workdir=runs/transformer_tiny --mode=eval       # eval.json: test BLEU, translations
   python -m experiments.transformer --config=configs/transformer.py:tiny \
       --workdir=runs/transformer_tiny --mode=average    # average.json: the last checkpoints' mean
-Multi30k en-de (real data from $LINEAGE_MANUAL_DIR/multi30k) reads and batches with
---config.data.name=multi30k --config.model.vocab_size=8000 --config.data.buckets=16,32,48,64,96;
-nobody has trained it to a result yet.
+Multi30k en-de (real data from $LINEAGE_MANUAL_DIR/multi30k), the tiny model with
+--config.data.name=multi30k --config.model.vocab_size=4000 --config.data.buckets=16,24,32,48,64
+--config.data.max_tokens=1536 --config.train.steps=1500 --config.train.warmup_steps=600
+--config.train.checkpoint_every=100: train about 10 min on 2 busy cores, test2016 BLEU 29.5
+(30.6 from the mean of the last five checkpoints).
 Paper (base, big: WMT14 en-de, 4.5M pairs, which lineage does not ship; 37,000 shared BPE
 tokens, about 25,000 source and 25,000 target tokens a batch, 100k steps for base and 300k for
 big on 8 P100s; BLEU 27.3 and 28.4 on newstest2014): accelerators only.
