@@ -37,7 +37,7 @@ def get_config(preset="tiny"):
   c = common.get_config()
   c.preset = preset
   # name: synthetic (train_pairs / eval_pairs from seed; lineage.milestones.transformer.
-  # language) or multi30k (source and target name its languages). A batch holds about
+  # language), multi30k or wmt14 (source and target name their languages). A batch holds about
   # max_tokens padded tokens a side; buckets are the padded lengths (pairs longer than the
   # last are left out). The shared BPE vocabulary is trained with model.vocab_size tokens.
   c.data = ml_collections.ConfigDict(dict(
@@ -67,7 +67,7 @@ def get_config(preset="tiny"):
   elif preset in ("base", "big"):
     model = transformer.PRESETS[preset]
     c.model = _model(model)
-    c.data.update(max_tokens=25000, buckets="16,24,32,48,64,96,128,192,256")
+    c.data.update(name="wmt14", max_tokens=25000, buckets="16,24,32,48,64,96,128,192,256")
     c.train.update(steps=100_000 if preset == "base" else 300_000, warmup_steps=4000,
                    lr=model.embed_dim ** -0.5, log_every=100, eval_every=5000,
                    checkpoint_every=1000 if preset == "base" else 2000, keep_checkpoints=20)

@@ -26,21 +26,26 @@ def model_config(cfg, vocab_size=None):
   return model_cfg
 
 
+# Real language pairs: their builders' name for the test split (the paper's test sets).
+TEST_SPLITS = {"multi30k": "test2016", "wmt14": "test"}
+
+
 def text_pairs(data_cfg, split):
-  """(source, target) strings of a split: the synthetic pair, or Multi30k (data.source and
-  data.target name its languages)."""
+  """(source, target) strings of a split: the synthetic pair, Multi30k, or WMT14 (data.source
+  and data.target name the real pairs' languages; WMT14's test split is newstest2014)."""
   if data_cfg.name == "synthetic":
     count, seed = {"train": (data_cfg.train_pairs, data_cfg.seed),
                    "validation": (data_cfg.eval_pairs, data_cfg.seed + 1),
                    "test": (data_cfg.eval_pairs, data_cfg.seed + 2)}[split]
     return language.pairs(count, seed)
-  if data_cfg.name == "multi30k":
-    split = {"test": "test2016"}.get(split, split)
-    source = builders.load("multi30k", split, data_dir=data_cfg.data_dir or None,
+  if data_cfg.name in TEST_SPLITS:
+    split = TEST_SPLITS[data_cfg.name] if split == "test" else split
+    source = builders.load(data_cfg.name, split, data_dir=data_cfg.data_dir or None,
                            manual_dir=data_cfg.manual_dir or None)
     return [(r[data_cfg.source].decode(), r[data_cfg.target].decode())
             for r in (source[i] for i in range(len(source)))]
-  raise ValueError(f"unknown data.name {data_cfg.name!r}; choose synthetic or multi30k")
+  raise ValueError(f"unknown data.name {data_cfg.name!r}; choose synthetic, "
+                   f"{', '.join(TEST_SPLITS)}")
 
 
 def tokenizer(cfg, workdir, train_pairs=None):
