@@ -1,8 +1,10 @@
 """The Transformer milestone: the synthetic language pair's grammar, the label-smoothed loss,
-checkpoint averaging, and the binary's train / eval / average run in this process at a
-reduced size (its tour section and a subprocess run are slow)."""
+checkpoint averaging, and the binary's train / eval / average / translate run in this process
+at a reduced size (its tour section and a subprocess run are slow)."""
 
+import io
 import json
+import logging
 import os
 import pathlib
 import subprocess
@@ -13,7 +15,8 @@ import numpy as np
 import pytest
 
 from configs import transformer as transformer_config
-from lineage.milestones.transformer import language, tour
+from lineage.data import tokenizers
+from lineage.milestones.transformer import language, modes, tour
 from lineage.milestones.transformer import task as task_lib
 from lineage.models import transformer
 from tests import binaries
@@ -100,14 +103,33 @@ def test_average_params_is_the_mean_in_the_leaves_dtype():
   assert mean["b"]["c"].dtype == np.float32 and mean["b"]["c"][0] == 3.0
 
 
+def test_sources_end_like_training_and_long_lines_are_cut_with_a_warning(caplog):
+  """Every source ends in the end token (TokenBatches appends it in training); an empty line
+  is that token alone; text outside the vocabulary falls back to bytes and round-trips."""
+  tok = tokenizers.train_bpe(["the red fox sees the dog."] * 4, 260)
+  odd = "the 狐 sees ß\u00a0✓ 🦊."
+  long = " ".join(["fox"] * 20)
+  with caplog.at_level(logging.WARNING):
+    sources = modes.read_sources(tok, ["the red fox.", "", odd, long], limit=32)
+  assert sources[0] == tok.encode("the red fox.") + [tok.eot_id]
+  assert sources[1] == [tok.eot_id]
+  assert tok.decode(sources[2][:-1]) == odd and max(sources[2]) < tok.vocab_size
+  assert sources[3] == tok.encode(long)[:31] + [tok.eot_id]
+  assert len(caplog.records) == 1
+  assert (f"line 4: {len(tok.encode(long))} tokens, longer than the 32" in caplog.text
+          and "its first 31" in caplog.text)
+
+
 def _in_process(workdir, *args):
   return binaries.run_in_process("transformer", "--config=configs/transformer.py:tiny",
                                  f"--workdir={workdir}", *SMALL, *args)
 
 
-def test_train_eval_average(tmp_path):
+def test_train_eval_average_translate(tmp_path, monkeypatch, capsys, caplog):
   """20 steps with the BLEU hook at 10 and 20, then the test BLEU of the last checkpoint and
-  of the mean of the last three; too few checkpoints to average is a clear error."""
+  of the mean of the last three; too few checkpoints to average is a clear error. Translate
+  gives one line for each input line, an empty one, one longer than the longest bucket and
+  one outside the vocabulary included, from a file or stdin alike."""
   _in_process(tmp_path, "--mode=train", "--config.train.steps=20")
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert 0 <= summary["eval_bleu"] <= 100 and summary["eval_nll"] > 0
@@ -122,6 +144,20 @@ def test_train_eval_average(tmp_path):
   assert 0 <= last["bleu"] <= 100 and len(last["examples"]) == 5
   with pytest.raises(ValueError, match="average_last"):
     _in_process(tmp_path, "--mode=average", "--config.eval.average_last=4")
+
+  text = "the dog sees the cat.\n\n" + " and ".join(["the red fox sees the dog"] * 8) + \
+      ".\nthe 狐 fox sees the dög ✓.\n"
+  (tmp_path / "in.txt").write_text(text, encoding="utf-8")
+  with caplog.at_level(logging.WARNING):
+    _in_process(tmp_path, "--mode=translate", f"--input_file={tmp_path / 'in.txt'}",
+                f"--output_file={tmp_path / 'out.txt'}")
+  assert "line 3: " in caplog.text and "translating its first 31" in caplog.text
+  translated = (tmp_path / "out.txt").read_text(encoding="utf-8")
+  assert translated.count("\n") == 4 and translated.endswith("\n")
+  capsys.readouterr()
+  monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+  _in_process(tmp_path, "--mode=translate")
+  assert capsys.readouterr().out == translated
 
 
 def test_config_presets():

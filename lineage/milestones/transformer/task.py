@@ -77,17 +77,28 @@ def loss_fn(model_cfg, label_smoothing):
   return loss
 
 
-def bleu(model_cfg, params, tok, pairs, decode_cfg):
-  """Corpus BLEU (sacrebleu, its default 13a tokenization) of beam-searched translations,
-  and the translations."""
-  hypotheses = []
-  for start in range(0, len(pairs), decode_cfg.batch_size):
-    chunk = pairs[start:start + decode_cfg.batch_size]
-    ids = transformer.translate(model_cfg, params, [tok.encode(s) for s, _ in chunk],
+def source_ids(tok, text):
+  """A source's ids as training feeds them to the encoder: with the end token."""
+  return tok.encode(text) + [tok.eot_id]
+
+
+def translations(model_cfg, params, tok, sources, decode_cfg):
+  """Beam-searched translations (text) of source id lists, decode_cfg.batch_size a call."""
+  out = []
+  for start in range(0, len(sources), decode_cfg.batch_size):
+    ids = transformer.translate(model_cfg, params, sources[start:start + decode_cfg.batch_size],
                                 bos_id=tok.eot_id, eos_id=tok.eot_id,
                                 beam_size=decode_cfg.beam_size, alpha=decode_cfg.alpha,
                                 extra_length=decode_cfg.extra_length)
-    hypotheses += [tok.decode(h) for h in ids]
+    out += [tok.decode(h) for h in ids]
+  return out
+
+
+def bleu(model_cfg, params, tok, pairs, decode_cfg):
+  """Corpus BLEU (sacrebleu, its default 13a tokenization) of beam-searched translations,
+  and the translations."""
+  hypotheses = translations(model_cfg, params, tok, [source_ids(tok, s) for s, _ in pairs],
+                            decode_cfg)
   references = [t for _, t in pairs]
   return sacrebleu.corpus_bleu(hypotheses, [references]).score, hypotheses
 
