@@ -16,8 +16,8 @@ import optax
 import pytest
 
 from lineage.bench import report
-from lineage.milestones.gpt2 import task as gpt2_task
 from lineage.models import gpt
+from lineage.train import lm_loss
 from lineage.train import step as step_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -120,11 +120,11 @@ def test_cross_entropy_and_its_gradient_equal_optax():
   targets = jnp.asarray(rng.integers(0, VOCAB, (3, 5)), jnp.int32)
   targets = targets.at[0, 0].set(logits[0, 0].argmax())  # at least one correct prediction
   weights = jnp.asarray(rng.random((3, 5)), jnp.float32)
-  losses, correct = gpt2_task.cross_entropy(logits, targets)
+  losses, correct = lm_loss.cross_entropy(logits, targets)
   want = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
   np.testing.assert_allclose(losses, want, rtol=1e-6, atol=1e-6)
   np.testing.assert_array_equal(correct, logits.argmax(-1) == targets)
-  ours = jax.grad(lambda x: (gpt2_task.cross_entropy(x, targets)[0] * weights).sum())(logits)
+  ours = jax.grad(lambda x: (lm_loss.cross_entropy(x, targets)[0] * weights).sum())(logits)
   theirs = jax.grad(lambda x: (optax.softmax_cross_entropy_with_integer_labels(x, targets)
                                * weights).sum())(logits)
   np.testing.assert_allclose(ours, theirs, atol=1e-7)
@@ -147,7 +147,7 @@ def test_thirty_adamw_steps_with_the_fused_loss_follow_optax_within_1e5():
   rng = np.random.default_rng(0)
   tokens = rng.integers(0, 32, (30, BATCH, SEQ + 1)).astype(np.int32)  # learnable: 32 of 512
   curves = []
-  for loss_fn in (gpt2_task.lm_loss_fn(model), _optax_loss_fn(model)):
+  for loss_fn in (lm_loss.lm_loss_fn(model), _optax_loss_fn(model)):
     step = jax.jit(step_lib.make_train_step(loss_fn, tx))
     state = step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                                 opt_state=tx.init(params), rng=jax.random.PRNGKey(1))

@@ -12,6 +12,7 @@ from safetensors import numpy as safetensors_np
 
 from configs import gpt2 as gpt2_config
 from lineage.interop import hf_gpt2
+from lineage.milestones.gpt1 import pretrain
 from lineage.milestones.gpt2 import task as gpt2_task
 from lineage.models import gpt
 from lineage.train import loop
@@ -91,7 +92,7 @@ def trained_tiny(tmp_path_factory):
   cfg.data.update(seq_len=32, num_docs=200)
   cfg.train.update(steps=3, batch_size=8, log_every=1, eval_every=100, checkpoint_every=3)
   state, _ = loop.train(cfg, str(tmp_path_factory.mktemp("run")), gpt2_task.build(cfg).task)
-  return gpt2_task.model_config(cfg), jax.device_get(state.params)
+  return pretrain.model_config(cfg), jax.device_get(state.params)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs import gpt2 as gpt2_config
+from lineage.milestones.gpt1 import pretrain
 from lineage.milestones.gpt2 import task as gpt2_task
 from lineage.models import gpt
 from lineage.train import loop, memory, metrics
@@ -65,7 +66,7 @@ def test_compiled_step_reports_its_arguments_and_temporaries():
   config = gpt2_config.get_config("tiny")
   config.model.update(num_layers=2, embed_dim=64, mlp_dim=256, context=32)
   config.train.batch_size = 8
-  cfg = gpt2_task.model_config(config)
+  cfg = pretrain.model_config(config)
   result = memory.analyse(gpt2_task.gpt_task(cfg), config.train, 32, 1, 2, 2, compile=True)
   state = result.params + result.optimizer
   assert state < result.compiled_arguments < state * 1.01 + 8 * 32 * 4 * 2 + 1024

@@ -9,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from lineage.milestones.gpt2 import task as gpt2_task
 from lineage.models import gpt
+from lineage.train import lm_loss
 from lineage.train import step as step_lib
 
 BATCH, SEQ = 16, 16
@@ -37,7 +37,7 @@ def _batch(masked):
 @functools.cache
 def _jitted_step(micro_batches, nan_at_step):
   # Plain SGD with lr 1, so the update is the gradient itself and any accumulation error shows.
-  return jax.jit(step_lib.make_train_step(gpt2_task.lm_loss_fn(gpt.GPT(MODEL)), optax.sgd(1.0),
+  return jax.jit(step_lib.make_train_step(lm_loss.lm_loss_fn(gpt.GPT(MODEL)), optax.sgd(1.0),
                                           micro_batches, nan_at_step))
 
 

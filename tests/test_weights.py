@@ -10,10 +10,11 @@ import pytest
 
 from configs import gpt2 as gpt2_config
 from lineage.interop import hf_gpt2
+from lineage.milestones.gpt1 import pretrain
 from lineage.milestones.gpt2 import task as gpt2_task
 from lineage.milestones.gpt2 import weights as gpt2_weights
 from lineage.train import checkpoint as ckpt_lib
-from lineage.train import loop, weights
+from lineage.train import lm_loss, loop, weights
 from lineage.train import metrics as metrics_lib
 
 
@@ -116,7 +117,7 @@ def test_training_run_starts_from_hf_weights(hf_dir, tmp_path):
   _, hf_params = hf_gpt2.import_hf(hf_dir)
   parts = gpt2_task.build(cfg)
   batch = next(parts.task.train_data)
-  total, aux = gpt2_task.lm_loss_fn(parts.model)(hf_params, batch, None, True)
+  total, aux = lm_loss.lm_loss_fn(parts.model)(hf_params, batch, None, True)
   assert first_loss == pytest.approx(float(total / aux["weight"]), rel=1e-5)
   assert abs(first_loss - np.log(257)) > 0.3  # far from a fresh, near-uniform model
 
@@ -149,7 +150,7 @@ def test_hf_params_load_with_shapes_checked(hf_dir):
 def test_load_model_reads_the_run_strictly(source_run, tmp_path):
   workdir, final = source_run
   model_cfg, params = gpt2_weights.load_model(_config(), workdir)
-  assert model_cfg == gpt2_task.model_config(_config())
+  assert model_cfg == pretrain.model_config(_config())
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), final)
   with pytest.raises(ckpt_lib.CheckpointMismatchError,
                      match="model.num_layers: run has 3, .* has 2"):

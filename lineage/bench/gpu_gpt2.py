@@ -17,14 +17,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from lineage import decode
 from lineage.bench import gpu_check, timing
 from lineage.interop import hf_gpt2
 from lineage.models import gpt
+from lineage.train import lm_loss, optim
 from lineage.train import metrics as metrics_lib
-from lineage.train import optim
 from lineage.train import step as step_lib
 
 MFU_GOAL = 0.5
@@ -35,18 +34,6 @@ TRAIN_117M = types.SimpleNamespace(lr=6e-4, warmup_steps=2000, steps=600_000, sc
 # Off a GPU (smoke runs): a model small enough to compile and run in seconds on a CPU.
 TOY = gpt.GPTConfig(vocab_size=256, context=64, num_layers=2, num_heads=2, embed_dim=64,
                     mlp_dim=256)
-
-
-def lm_loss_fn(model):
-  """Summed next-token cross-entropy and accuracy, as GPT-2's task computes them."""
-  def loss_fn(params, batch, rng, deterministic):
-    logits = model.apply({"params": params}, batch["inputs"], deterministic=deterministic,
-                         rngs=None if deterministic else {"dropout": rng})
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-    correct = logits.argmax(-1) == batch["targets"]
-    return losses.sum(), {"weight": jnp.asarray(losses.size, jnp.float32),
-                          "accuracy": correct.sum()}
-  return loss_fn
 
 
 def _init_fn(model_cfg):
@@ -91,7 +78,8 @@ def build_train_step(model_cfg):
     return step_lib.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                                opt_state=tx.init(params), rng=rng)
   flops_per_token = gpt.flops_per_token(model_cfg, jax.eval_shape(init, jax.random.PRNGKey(0)))
-  step = jax.jit(step_lib.make_train_step(lm_loss_fn(gpt.GPT(model_cfg)), tx), donate_argnums=0)
+  step = jax.jit(step_lib.make_train_step(lm_loss.lm_loss_fn(gpt.GPT(model_cfg)), tx),
+                 donate_argnums=0)
   return init_state, step, flops_per_token
 
 

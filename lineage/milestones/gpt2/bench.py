@@ -18,6 +18,7 @@ import optax
 from lineage import decode
 from lineage.bench import profile as profile_lib
 from lineage.bench import timing, torch_baselines
+from lineage.milestones.gpt1 import pretrain
 from lineage.milestones.gpt2 import task as gpt2_task
 from lineage.models import gpt
 from lineage.train import loop, memory, sharding
@@ -71,7 +72,7 @@ def bench_train_step(cfg, steps, warmup, seed=0, pairs=3, compiled=True, profile
   `profile_steps` > 0 (with `compiled`) then profiles that many steps of ours and of the
   compiled baseline: where the time goes, by category.
   """
-  model_cfg = gpt2_task.model_config(cfg)
+  model_cfg = pretrain.model_config(cfg)
   if profile_steps:
     import torch._inductor.config  # pylint: disable=import-outside-toplevel
     torch._inductor.config.cpp.enable_kernel_profile = True  # fused kernels under their names
@@ -110,7 +111,7 @@ def bench_decode(cfg, prompt_len, new_tokens, batch, steps, warmup, seed=0, pair
   """New tokens/s (summed over the batch) of greedy KV-cache generation with no stop tokens,
   and its ratio to transformers' generate (greedy, KV cache) on the same weights and prompts,
   alternating in `pairs` rounds. `tokens_agree` is the share of new tokens both chose."""
-  model_cfg = gpt2_task.model_config(cfg)
+  model_cfg = pretrain.model_config(cfg)
   dummy = jnp.zeros((1, prompt_len), jnp.int32)
   init = lambda rng: nn.unbox(gpt.GPT(model_cfg).init(rng, dummy)["params"])
   params = jax.jit(init)(jax.random.PRNGKey(seed))
@@ -199,13 +200,13 @@ def _reference_loss_fn(model):
 
 
 def bench_numerics(cfg, steps, seed=0):
-  """The fused cross-entropy against optax's (task.cross_entropy, and the loss before it):
+  """The fused cross-entropy against optax's (lm_loss.cross_entropy, and the loss before it):
   `steps` train steps of each from the same initial parameters on the same random batches,
   alternating step by step; the largest difference of their losses, and optax's step time
   over ours per step (the speed the fused loss gained)."""
   task = gpt2_task.build(cfg).task
   reference = dataclasses.replace(task, loss_fn=_reference_loss_fn(gpt.GPT(
-      gpt2_task.model_config(cfg))))
+      pretrain.model_config(cfg))))
   trainers = {"lineage": loop.build_trainer(cfg, task),
               "optax_cross_entropy": loop.build_trainer(cfg, reference)}
   losses = {name: [] for name in trainers}
@@ -234,7 +235,7 @@ def bench_numerics(cfg, steps, seed=0):
 
 def bench_memory(cfg, meshes, model_preset=None, compile=False):
   """Per-device parameter, optimizer and (compiled) temporary bytes of training on each mesh."""
-  model_cfg = gpt.PRESETS[model_preset] if model_preset else gpt2_task.model_config(cfg)
+  model_cfg = gpt.PRESETS[model_preset] if model_preset else pretrain.model_config(cfg)
   rows = []
   for mesh in meshes:
     data, fsdp, tensor = (int(n) for n in mesh.split("x"))

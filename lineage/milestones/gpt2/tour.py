@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lineage import milestones  # noqa: E402
+from lineage.milestones.gpt1 import pretrain  # noqa: E402
 from lineage.milestones.gpt2 import sampling, zero_shot  # noqa: E402
 from lineage.milestones.gpt2 import task as task_lib  # noqa: E402
 from lineage.train import loop  # noqa: E402
@@ -51,7 +52,7 @@ def run(cfg, workdir):
   """Train the tiny GPT-2 on the synthetic corpus, plot its loss, show samples."""
   run_dir = os.path.join(workdir, "gpt2")
   parts = task_lib.build(cfg, run_dir)
-  unigram = task_lib.train_unigram_entropy(parts)
+  unigram = pretrain.train_unigram_entropy(parts)
   state, summary = loop.train(cfg, run_dir, parts.task)
   records = metrics_lib.read_metrics(run_dir)
   plot_loss(records, unigram, os.path.join(workdir, "gpt2_loss.png"),

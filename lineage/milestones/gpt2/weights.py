@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from lineage.data import tokenizers
 from lineage.interop import hf_gpt2
+from lineage.milestones.gpt1 import pretrain
 from lineage.milestones.gpt2 import task as task_lib
 from lineage.train import checkpoint as ckpt_lib
 from lineage.train import weights
@@ -34,7 +35,7 @@ def load_model(cfg, source):
 
   A run directory's config.json must describe the same architecture as config.model.
   """
-  run_cfg = task_lib.model_config(cfg)
+  run_cfg = pretrain.model_config(cfg)
   if source.startswith(HF_PREFIX):
     hf_cfg, params = hf_gpt2.import_hf(source[len(HF_PREFIX):])
     model_cfg = dataclasses.replace(hf_cfg, dtype=run_cfg.dtype,
