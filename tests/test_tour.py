@@ -12,7 +12,7 @@ from lineage import milestones
 
 def test_sections_are_the_milestones_present_in_lineage_order():
   names = [s.name for s in milestones.tour_sections()]
-  assert names == milestones.present() == ["sentiment_neuron", "transformer", "gpt2"]
+  assert names == milestones.present() == ["sentiment_neuron", "transformer", "gpt1", "gpt2"]
   assert [s.name for s in tour.SECTIONS] == names
   for section in tour.SECTIONS:
     assert section.config == f"configs/{section.name}.py:tiny"

@@ -47,6 +47,9 @@ def _conditional(rng):
 
 
 _FAMILIES = (_agreement, _counting, _copy, _conditional)
+# By name, for tasks built on the grammar (GPT-1's synthetic fine-tuning tasks).
+FAMILIES = {"agreement": _agreement, "counting": _counting, "copy": _copy,
+            "conditional": _conditional}
 
 
 def synthetic_documents(num_docs, seed=0):

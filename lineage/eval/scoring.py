@@ -14,6 +14,7 @@ dtype: bf16 logits over 50k entries would round the log-probabilities a perplexi
 is made of, and turn near-ties of the argmax into coin flips.
 """
 
+import copy
 import dataclasses
 import functools
 
@@ -64,6 +65,13 @@ class Scorer:
     self.valid_vocab = valid_vocab or model_cfg.vocab_size
     self._score = jax.jit(functools.partial(_score_block, self.model, self.valid_vocab))
     self._next = jax.jit(functools.partial(_next_block, self.model, self.valid_vocab))
+
+  def with_params(self, params):
+    """The same scorer, compiled functions and all, reading other parameters of the same
+    shapes (a model evaluated as it trains)."""
+    other = copy.copy(self)
+    other.params = jax.device_put(nn.unbox(params))
+    return other
 
   def score(self, requests):
     """Scores of `requests`, in their order."""
