@@ -35,7 +35,8 @@ test: setup-test
 	$(PY) -m pytest -q -n 2 --dist worksteal tests
 
 # Every benchmark against a baseline measured in the same run (torch and transformers, hence
-# setup-test), then docs/results/bench.md from the results; about 10 minutes on 2 CPU cores.
+# setup-test), then docs/results/bench.md from the results; about 10 minutes on 2 quiet CPU
+# cores, twice that when other work shares them.
 BENCH := $(PY) -m experiments.bench --config=configs/gpt2.py:tiny --results=runs/bench/results.jsonl
 # GPT-2's 6 x 384 shape with nanoGPT's vocabulary, and the 124M model (context 1024).
 BENCH_SMALL := --config.model.num_layers=6 --config.model.embed_dim=384 \
@@ -52,9 +53,9 @@ bench: setup-test
 	$(BENCH) --what=train_step $(BENCH_124M) --steps=1 --warmup=1 --pairs=3 --profile_steps=1
 	$(BENCH) --what=numerics $(BENCH_SMALL) --config.train.batch_size=2 --steps=30
 	$(BENCH) --what=decode $(BENCH_SMALL) --batch=1 --prompt_len=16 --new_tokens=112 \
-	    --steps=3 --warmup=1 --pairs=3
+	    --steps=1 --warmup=1 --pairs=5
 	$(BENCH) --what=decode $(BENCH_SMALL) --batch=8 --prompt_len=16 --new_tokens=112 \
-	    --steps=3 --warmup=1 --pairs=3
+	    --steps=1 --warmup=1 --pairs=3
 	$(BENCH) --what=attention $(BENCH_SMALL) --seq_lens=256,512,1024 --batch=1 \
 	    --steps=5 --warmup=2 --pairs=3
 	LINEAGE_MANUAL_DIR=$(LINEAGE_MANUAL_DIR) $(BENCH) --what=data $(BENCH_SMALL) \
