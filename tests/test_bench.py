@@ -28,9 +28,9 @@ SMALL = ["--config=configs/gpt2.py:tiny", "--config.model.num_layers=1",
          "--config.train.batch_size=4", "--steps=2", "--warmup=1", "--pairs=2"]
 
 
-def _run_bench(*args, small=True):
+def _run_bench(*args, small=True, **env_vars):
   # The bench should see the machine as a user would, not the 8 virtual devices of conftest.
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | env_vars
   done = subprocess.run([sys.executable, "-m", "experiments.bench", *(SMALL if small else []),
                          *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
@@ -107,6 +107,16 @@ def test_attention_reports_its_ratio_to_jax_nn():
   assert all((r["ratio"] is None) == r["baseline"] for r in rows)
   assert result["baseline"] == "jax.nn:xla" and result["ratio"] > 0
   assert len(result["baselines"]["jax.nn:xla"]["pair_ratios"]) == 2  # one per sequence length
+
+
+@pytest.mark.slow
+def test_zero_shot_reports_its_ratio_to_the_transformers_loop(shared_data):
+  result = _run_bench("--what=zero_shot", "--config.model.vocab_size=50257",
+                      "--config.model.context=128", "--batch=2", "--steps=2",
+                      LINEAGE_MANUAL_DIR=str(shared_data))
+  _check_ratio(result, "transformers", pairs=1)
+  assert result["ratio"] == pytest.approx(result["speedup"])
+  assert result["max_abs_logprob_difference"] < 1e-3  # the same weights score the same
 
 
 VOCAB, SEQ, BATCH = 512, 16, 4
