@@ -61,7 +61,8 @@ def run(cfg, workdir):
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
-  _plot(curve, metric, cfg.finetune.task, os.path.join(workdir, "transfer.png"))
+  _plot(curve, summary["no_pretraining"], metric, cfg.finetune.task,
+        os.path.join(workdir, "transfer.png"))
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write(report(summary))
   return summary
@@ -85,9 +86,12 @@ def report(summary):
   return "\n".join(lines) + "\n"
 
 
-def _plot(curve, metric, task, path):
+def _plot(curve, no_pretraining, metric, task, path):
   fig, ax = plt.subplots(figsize=(5, 3.5))
-  ax.plot(range(len(curve)), curve, marker="o")
+  ax.plot(range(len(curve)), curve, marker="o", label="pre-trained blocks transferred")
+  ax.axhline(no_pretraining, color="gray", linestyle="--", label="no pre-training")
+  ax.set_xticks(range(len(curve)))
+  ax.legend()
   ax.set_xlabel("blocks transferred from pre-training")
   ax.set_ylabel(f"{task} {metric}")
   ax.set_title("GPT-1: transferring layers (Figure 2 left)")
