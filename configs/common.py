@@ -27,3 +27,18 @@ def get_config():
   # nan_at_step: poison that step's loss with NaN, to exercise the non-finite guard.
   c.debug = ml_collections.ConfigDict(dict(nan_at_step=-1))
   return c
+
+
+def lm_data():
+  """The data section of a language model's pre-training (lineage.milestones.gpt1.pretrain).
+
+  name: a TFDS dataset of lineage.data.builders (TEXT_DATASETS hold their documents under
+  text_key "text"; others name their field, e.g. sst_binary with text_key=sentence), or
+  text_file (+ path). tokenizer: byte | gpt2 | gpt1 (files in vocab_dir or
+  $LINEAGE_MANUAL_DIR/gpt2_bpe, gpt1_bpe) | bpe (trained on the training split with
+  bpe_vocab_size tokens, kept in the workdir).
+  """
+  return ml_collections.ConfigDict(dict(
+      name="synthetic_text", text_key="text", tokenizer="byte", seq_len=128, train_split="train",
+      eval_split="validation", worker_count=0, data_dir="", manual_dir="", vocab_dir="",
+      bpe_vocab_size=8192, num_docs=6000, seed=0, path="", eval_fraction=0.05))

@@ -36,11 +36,7 @@ def _model(cfg: gpt.GPTConfig):
 def get_config(preset="tiny"):
   c = common.get_config()
   c.preset = preset
-  # Pre-training data, as configs/gpt2.py's data section (tokenizer byte | gpt1 | ...).
-  c.data = ml_collections.ConfigDict(dict(
-      name="synthetic_text", text_key="text", tokenizer="byte", seq_len=128, train_split="train",
-      eval_split="validation", worker_count=0, data_dir="", manual_dir="", vocab_dir="",
-      bpe_vocab_size=8192, num_docs=6000, seed=0, path="", eval_fraction=0.05))
+  c.data = common.lm_data()  # Pre-training data; the fine-tuning tasks read its dirs too.
   c.train.update(steps=300, batch_size=16, lr=2e-3, warmup_steps=100, schedule="cosine",
                  min_lr_ratio=0.0, weight_decay=0.01, log_every=25, eval_every=100,
                  eval_batches=8, checkpoint_every=100)

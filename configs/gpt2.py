@@ -52,15 +52,7 @@ def get_config(preset="tiny"):
   c = common.get_config()
   c.preset = preset
 
-  # name: a TFDS dataset of lineage.data.builders (TEXT_DATASETS hold their documents under
-  # text_key "text"; others name their field, e.g. sst_binary with text_key=sentence), or
-  # text_file (+ path).
-  # tokenizer: byte | gpt2 (files in vocab_dir or $LINEAGE_MANUAL_DIR/gpt2_bpe) | bpe (trained
-  # on the training split with bpe_vocab_size tokens, kept in the workdir).
-  c.data = ml_collections.ConfigDict(dict(
-      name="synthetic_text", text_key="text", tokenizer="byte", seq_len=128, train_split="train",
-      eval_split="validation", worker_count=0, data_dir="", manual_dir="", vocab_dir="",
-      bpe_vocab_size=8192, num_docs=6000, seed=0, path="", eval_fraction=0.05))
+  c.data = common.lm_data()
   c.train.update(steps=300, batch_size=16, lr=3e-3, warmup_steps=30, schedule="cosine",
                  min_lr_ratio=0.1, b2=0.95, weight_decay=0.1, log_every=25, eval_every=100,
                  eval_batches=8, checkpoint_every=100)

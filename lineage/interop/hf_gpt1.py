@@ -9,24 +9,19 @@ with no transposes. Only safetensors are read: a pickled `pytorch_model.bin` can
 """
 
 import dataclasses
-import json
 import os
 
-import flax.linen as nn
-import flax.traverse_util as traverse_util
-import jax
 import numpy as np
-from safetensors import numpy as safetensors_np
 
-from lineage.interop import hf_gpt2
-from lineage.interop.hf_gpt2 import CONFIG_FILE, PREFIX, WEIGHTS_FILE, WEIGHTS_INDEX_FILE
-from lineage.interop.hf_gpt2 import HFCheckpointError
+from lineage.interop import hf_checkpoint, hf_gpt2
+from lineage.interop.hf_checkpoint import HFCheckpointError
 from lineage.models import gpt
 
 MODEL_TYPE = "openai-gpt"
 ARCHITECTURES = {"OpenAIGPTLMHeadModel", "OpenAIGPTModel"}
 # Buffers that some exports carry along: causal masks and position indices.
-BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias", "position_ids")
+FAMILY = hf_checkpoint.Family("GPT-1", "OpenAIGPTLMHeadModel", "tokens_embed.weight",
+                              (".attn.bias", ".attn.masked_bias", "position_ids"))
 # transformers' OpenAIGPT maps "gelu" to gelu_new (tanh); its "relu", "silu" and "swish" are
 # activations our GPT does not have.
 ACTIVATION = "gelu"
@@ -104,66 +99,12 @@ def config_to_hf(cfg: gpt.GPTConfig) -> dict:
           "tie_word_embeddings": True, "dtype": "float32"}
 
 
-def _read_tensors(path):
-  """Every tensor of the checkpoint, by HF name without the `transformer.` prefix."""
-  single, index = os.path.join(path, WEIGHTS_FILE), os.path.join(path, WEIGHTS_INDEX_FILE)
-  if os.path.isfile(single):
-    files = [single]
-  elif os.path.isfile(index):
-    with open(index) as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
-    files = [os.path.join(path, name) for name in shards]
-  elif any(os.path.isfile(os.path.join(path, name))
-           for name in ("pytorch_model.bin", "tf_model.h5")):
-    raise HFCheckpointError(
-        f"{path} holds only pickled (pytorch_model.bin) or TensorFlow weights; we read "
-        f"safetensors only. Convert it once with transformers: OpenAIGPTLMHeadModel."
-        f"from_pretrained('{path}').save_pretrained('{path}')  (writes {WEIGHTS_FILE})")
-  else:
-    raise HFCheckpointError(f"{path} has no {WEIGHTS_FILE}; give a Hugging Face GPT-1 directory "
-                            f"({CONFIG_FILE} + {WEIGHTS_FILE})")
-  tensors = {}
-  for file in files:
-    for name, value in safetensors_np.load_file(file).items():
-      tensors[name.removeprefix(PREFIX)] = value
-  tensors = {k: v for k, v in tensors.items() if not k.endswith(BUFFER_SUFFIXES)}
-  head = tensors.pop("lm_head.weight", None)
-  if head is not None and not np.array_equal(head, tensors.get("tokens_embed.weight")):
-    raise HFCheckpointError("lm_head.weight differs from tokens_embed.weight: an untied LM head "
-                            "cannot be imported into our GPT, whose output layer is wte")
-  return tensors
-
-
-def check_tensors(found: dict, table: dict, what: str):
-  """One error naming every missing, misshapen or unexpected tensor, with both shapes."""
-  lines = []
-  natural = lambda name: [int(part) if part.isdigit() else part for part in name.split(".")]
-  for name in sorted(set(found) | set(table), key=natural):
-    if name not in found:
-      lines.append(f"  {name}: missing (expected {list(table[name][1])})")
-    elif name not in table:
-      lines.append(f"  {name}: unexpected tensor of shape {list(found[name])}")
-    elif tuple(found[name]) != tuple(table[name][1]):
-      lines.append(f"  {name}: expected {list(table[name][1])}, found {list(found[name])}")
-  if lines:
-    raise HFCheckpointError(f"{what} does not match its GPT-1 config:\n" + "\n".join(lines))
-
-
 def import_hf(path):
   """(GPTConfig, params) of a Hugging Face GPT-1 directory; params are float32 numpy arrays
   in the nested layout `GPT(cfg).init` gives (unboxed)."""
-  path = os.fspath(path)
-  config_path = os.path.join(path, CONFIG_FILE)
-  if not os.path.isfile(config_path):
-    raise HFCheckpointError(f"{path} has no {CONFIG_FILE}; give a Hugging Face GPT-1 directory "
-                            f"({CONFIG_FILE} + {WEIGHTS_FILE}) as saved by save_pretrained")
-  with open(config_path) as f:
-    cfg = config_from_hf(json.load(f), where=config_path)
-  tensors = _read_tensors(path)
-  table = tensor_table(cfg)
-  check_tensors({k: v.shape for k, v in tensors.items()}, table, f"the checkpoint in {path}")
-  flat = {table[name][0]: np.asarray(value, np.float32) for name, value in tensors.items()}
-  return cfg, traverse_util.unflatten_dict(flat, sep="/")
+  cfg = config_from_hf(hf_checkpoint.read_config(path, FAMILY),
+                       where=os.path.join(os.fspath(path), hf_checkpoint.CONFIG_FILE))
+  return cfg, hf_checkpoint.import_params(path, tensor_table(cfg), FAMILY)
 
 
 def import_for(run_cfg: gpt.GPTConfig, path, seed=0):
@@ -194,16 +135,4 @@ def import_for(run_cfg: gpt.GPTConfig, path, seed=0):
 def export_hf(cfg: gpt.GPTConfig, params, out_dir):
   """Writes `params` (boxed or not, any float dtype) as a directory that
   `transformers.OpenAIGPTLMHeadModel.from_pretrained(out_dir)` loads; returns out_dir."""
-  hf_config = config_to_hf(cfg)
-  flat = traverse_util.flatten_dict(jax.device_get(nn.unbox(params)), sep="/")
-  table = tensor_table(cfg)
-  by_path = {our: hf for hf, (our, _) in table.items()}
-  found = {by_path.get(path, path): np.shape(value) for path, value in flat.items()}
-  check_tensors(found, table, "the parameters to export")
-  tensors = {PREFIX + by_path[path]: np.ascontiguousarray(value, np.float32)
-             for path, value in flat.items()}
-  os.makedirs(out_dir, exist_ok=True)
-  safetensors_np.save_file(tensors, os.path.join(out_dir, WEIGHTS_FILE), metadata={"format": "pt"})
-  with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
-    json.dump(hf_config, f, indent=2, sort_keys=True)
-  return out_dir
+  return hf_checkpoint.export(params, tensor_table(cfg), config_to_hf(cfg), out_dir, FAMILY)

@@ -1,40 +1,27 @@
 """Hugging Face GPT-2 checkpoints in and out: the released GPT-2 weights circulate in this form.
 
-A checkpoint directory is `config.json` plus `model.safetensors`, as transformers'
-`save_pretrained` writes it. Our GPT already uses GPT-2's parameter names and
-HF's Conv1D stores weights [in, out] like a linen Dense kernel, so the mapping is
-a rename table with no transposes. Only safetensors are read: a pickled
-`pytorch_model.bin` can run code when loaded.
+A checkpoint directory (`lineage.interop.hf_checkpoint`) is `config.json` plus
+`model.safetensors`, as transformers' `save_pretrained` writes it. Our GPT already uses
+GPT-2's parameter names and HF's Conv1D stores weights [in, out] like a linen Dense kernel,
+so the mapping is a rename table with no transposes.
 """
 
-import json
 import os
 
-import flax.linen as nn
-import flax.traverse_util as traverse_util
-import jax
-import numpy as np
-from safetensors import numpy as safetensors_np
-
+from lineage.interop import hf_checkpoint
+from lineage.interop.hf_checkpoint import HFCheckpointError
 from lineage.models import config as model_config_lib
 from lineage.models import gpt
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
-PREFIX = "transformer."
 ARCHITECTURES = {"GPT2LMHeadModel", "GPT2Model"}
 # Causal-mask buffers that older exports (the released gpt2 files among them) carry along.
-BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+FAMILY = hf_checkpoint.Family("GPT-2", "GPT2LMHeadModel", "wte.weight",
+                              (".attn.bias", ".attn.masked_bias"))
 
 
 # GPTConfig fields that fix what the weights compute; dropout, dtype and the like may differ.
 ARCHITECTURE_FIELDS = ("vocab_size", "context", "num_layers", "num_heads", "embed_dim",
                        "head_dim", "mlp_dim", "pre_ln", "layer_norm_eps", "local_window")
-
-
-class HFCheckpointError(ValueError):
-  pass
 
 
 def architecture_differences(run_model, source_model, source_name):
@@ -130,89 +117,16 @@ def config_to_hf(cfg: gpt.GPTConfig, eot_id=None) -> dict:
           "bos_token_id": eot, "eos_token_id": eot, "dtype": "float32"}
 
 
-def _read_tensors(path):
-  """Every tensor of the checkpoint, by HF name without the `transformer.` prefix."""
-  single, index = os.path.join(path, WEIGHTS_FILE), os.path.join(path, WEIGHTS_INDEX_FILE)
-  if os.path.isfile(single):
-    files = [single]
-  elif os.path.isfile(index):
-    with open(index) as f:
-      shards = sorted(set(json.load(f)["weight_map"].values()))
-    files = [os.path.join(path, name) for name in shards]
-  elif any(os.path.isfile(os.path.join(path, name))
-           for name in ("pytorch_model.bin", "tf_model.h5")):
-    raise HFCheckpointError(
-        f"{path} holds only pickled (pytorch_model.bin) or TensorFlow weights; we read "
-        f"safetensors only. Convert it once with transformers: GPT2LMHeadModel.from_pretrained("
-        f"'{path}').save_pretrained('{path}')  (writes {WEIGHTS_FILE})")
-  else:
-    raise HFCheckpointError(f"{path} has no {WEIGHTS_FILE}; give a Hugging Face GPT-2 directory "
-                            f"({CONFIG_FILE} + {WEIGHTS_FILE})")
-  tensors = {}
-  for file in files:
-    for name, value in safetensors_np.load_file(file).items():
-      tensors[name[len(PREFIX):] if name.startswith(PREFIX) else name] = value
-  return tensors
-
-
-def _drop_redundant(tensors):
-  """Without mask buffers and without an `lm_head.weight` that only repeats the tied wte."""
-  tensors = {k: v for k, v in tensors.items() if not k.endswith(BUFFER_SUFFIXES)}
-  head = tensors.pop("lm_head.weight", None)
-  if head is not None and not np.array_equal(head, tensors.get("wte.weight")):
-    raise HFCheckpointError("lm_head.weight differs from wte.weight: an untied LM head cannot be "
-                            "imported into our GPT, whose output layer is wte")
-  return tensors
-
-
-def check_tensors(found: dict, table: dict, what: str):
-  """One error naming every missing, misshapen or unexpected tensor, with both shapes."""
-  lines = []
-  for name in sorted(set(found) | set(table), key=_natural_key):
-    if name not in found:
-      lines.append(f"  {name}: missing (expected {list(table[name][1])})")
-    elif name not in table:
-      lines.append(f"  {name}: unexpected tensor of shape {list(found[name])}")
-    elif tuple(found[name]) != tuple(table[name][1]):
-      lines.append(f"  {name}: expected {list(table[name][1])}, found {list(found[name])}")
-  if lines:
-    raise HFCheckpointError(f"{what} does not match its GPT-2 config:\n" + "\n".join(lines))
-
-
-def _natural_key(name):
-  return [int(part) if part.isdigit() else part for part in name.split(".")]
-
-
 def import_hf(path):
   """(GPTConfig, params) of a Hugging Face GPT-2 directory; params are float32 numpy arrays
   in the nested layout `GPT(cfg).init` gives (unboxed)."""
-  path = os.fspath(path)
-  config_path = os.path.join(path, CONFIG_FILE)
-  if not os.path.isfile(config_path):
-    raise HFCheckpointError(f"{path} has no {CONFIG_FILE}; give a Hugging Face GPT-2 directory "
-                            f"({CONFIG_FILE} + {WEIGHTS_FILE}) as saved by save_pretrained")
-  with open(config_path) as f:
-    cfg = config_from_hf(json.load(f), where=config_path)
-  tensors = _drop_redundant(_read_tensors(path))
-  table = tensor_table(cfg)
-  check_tensors({k: v.shape for k, v in tensors.items()}, table, f"the checkpoint in {path}")
-  flat = {table[name][0]: np.asarray(value, np.float32) for name, value in tensors.items()}
-  return cfg, traverse_util.unflatten_dict(flat, sep="/")
+  cfg = config_from_hf(hf_checkpoint.read_config(path, FAMILY),
+                       where=os.path.join(os.fspath(path), hf_checkpoint.CONFIG_FILE))
+  return cfg, hf_checkpoint.import_params(path, tensor_table(cfg), FAMILY)
 
 
 def export_hf(cfg: gpt.GPTConfig, params, out_dir, eot_id=None):
   """Writes `params` (boxed or not, any float dtype) as a directory that
   `transformers.GPT2LMHeadModel.from_pretrained(out_dir)` loads; returns out_dir."""
-  hf_config = config_to_hf(cfg, eot_id)
-  flat = traverse_util.flatten_dict(jax.device_get(nn.unbox(params)), sep="/")
-  table = tensor_table(cfg)
-  by_path = {our: hf for hf, (our, _) in table.items()}
-  found = {by_path.get(path, path): np.shape(value) for path, value in flat.items()}
-  check_tensors(found, table, "the parameters to export")
-  tensors = {PREFIX + by_path[path]: np.ascontiguousarray(value, np.float32)
-             for path, value in flat.items()}
-  os.makedirs(out_dir, exist_ok=True)
-  safetensors_np.save_file(tensors, os.path.join(out_dir, WEIGHTS_FILE), metadata={"format": "pt"})
-  with open(os.path.join(out_dir, CONFIG_FILE), "w") as f:
-    json.dump(hf_config, f, indent=2, sort_keys=True)
-  return out_dir
+  return hf_checkpoint.export(params, tensor_table(cfg), config_to_hf(cfg, eot_id), out_dir,
+                              FAMILY)
