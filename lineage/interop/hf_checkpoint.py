@@ -35,6 +35,24 @@ class Family:
   buffer_suffixes: tuple
 
 
+def block_tensors(d, m, num_layers):
+  """{HF name: (our parameter path, shape)} of the transformer blocks, which GPT-1 and GPT-2
+  name alike (width d, MLP width m): Conv1D weights are [in, out], like a linen Dense kernel."""
+  layer_shapes = {"ln_1": {"scale": (d,), "bias": (d,)}, "ln_2": {"scale": (d,), "bias": (d,)},
+                  "attn/c_attn": {"kernel": (d, 3 * d), "bias": (3 * d,)},
+                  "attn/c_proj": {"kernel": (d, d), "bias": (d,)},
+                  "mlp/c_fc": {"kernel": (d, m), "bias": (m,)},
+                  "mlp/c_proj": {"kernel": (m, d), "bias": (d,)}}
+  hf_leaf = {"scale": "weight", "kernel": "weight", "bias": "bias"}
+  table = {}
+  for i in range(num_layers):
+    for module, leaves in layer_shapes.items():
+      for leaf, shape in leaves.items():
+        hf_name = f"h.{i}.{module.replace('/', '.')}.{hf_leaf[leaf]}"
+        table[hf_name] = (f"h_{i}/{module}/{leaf}", shape)
+  return table
+
+
 def read_config(path, family):
   """The directory's config.json as a dict."""
   config_path = os.path.join(os.fspath(path), CONFIG_FILE)

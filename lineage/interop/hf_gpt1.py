@@ -34,18 +34,7 @@ def tensor_table(cfg: gpt.GPTConfig):
   d, v, p, m = cfg.embed_dim, cfg.vocab_size, cfg.context, cfg.mlp_dim
   table = {"tokens_embed.weight": ("wte/embedding", (v, d)),
            "positions_embed.weight": ("wpe/embedding", (p, d))}
-  layer_shapes = {"ln_1": {"scale": (d,), "bias": (d,)}, "ln_2": {"scale": (d,), "bias": (d,)},
-                  "attn/c_attn": {"kernel": (d, 3 * d), "bias": (3 * d,)},
-                  "attn/c_proj": {"kernel": (d, d), "bias": (d,)},
-                  "mlp/c_fc": {"kernel": (d, m), "bias": (m,)},
-                  "mlp/c_proj": {"kernel": (m, d), "bias": (d,)}}
-  hf_leaf = {"scale": "weight", "kernel": "weight", "bias": "bias"}
-  for i in range(cfg.num_layers):
-    for module, leaves in layer_shapes.items():
-      for leaf, shape in leaves.items():
-        hf_name = f"h.{i}.{module.replace('/', '.')}.{hf_leaf[leaf]}"
-        table[hf_name] = (f"h_{i}/{module}/{leaf}", shape)
-  return table
+  return {**table, **hf_checkpoint.block_tensors(d, m, cfg.num_layers)}
 
 
 def config_from_hf(hf: dict, where="config.json") -> gpt.GPTConfig:
