@@ -16,7 +16,7 @@ import pytest
 
 from configs import transformer as transformer_config
 from lineage.data import tokenizers
-from lineage.milestones.transformer import language, modes, tour
+from lineage.milestones.transformer import bench, language, modes, tour
 from lineage.milestones.transformer import task as task_lib
 from lineage.models import transformer
 from tests import binaries
@@ -118,6 +118,18 @@ def test_sources_end_like_training_and_long_lines_are_cut_with_a_warning(caplog)
   assert len(caplog.records) == 1
   assert (f"line 4: {len(tok.encode(long))} tokens, longer than the 32" in caplog.text
           and "its first 31" in caplog.text)
+
+
+def test_bench_translate_times_equal_work_on_both_sides():
+  """Both searches must run to the same lengths (bench_translate raises otherwise), and the
+  result holds one ratio per round."""
+  cfg = transformer_config.get_config("tiny")
+  cfg.model.update(embed_dim=32, mlp_dim=64, num_layers=1, vocab_size=300)
+  cfg.data.update(train_pairs=100, eval_pairs=4)
+  cfg.decode.extra_length = 3
+  result = bench.bench_translate(cfg, sentences=3, batch_size=2, pairs=2)
+  assert result["sentences"] == 3 and len(result["pair_ratios"]) == 2
+  assert result["ratio"] > 0 and result["hf_sentences_per_sec"] > 0
 
 
 def _in_process(workdir, *args):

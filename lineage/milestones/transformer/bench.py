@@ -6,7 +6,10 @@ so neither side may stop early: ours searches with a stop token outside the voca
 transformers' generate is held to exactly as many new tokens (min = max), the longest source's
 length + extra_length in each batch, the step count our search also runs.
 
-  python -c "from lineage.milestones.transformer import bench; print(bench.bench_translate())"
+  python -c "from configs import transformer as c; from lineage.milestones.transformer import \
+      bench; cfg = c.get_config('tiny'); cfg.model.vocab_size = 4000; \
+      cfg.data.update(name='multi30k', manual_dir='../shared/data/multi30k'); \
+      print(bench.bench_translate(cfg, sentences=100))"
 
 torch and transformers are test dependencies: they are imported here, when the baseline is
 built.
@@ -17,7 +20,6 @@ import statistics
 import jax
 import jax.numpy as jnp
 
-from configs import transformer as transformer_config
 from lineage.bench import timing
 from lineage.data import tokenizers
 from lineage.milestones.transformer import task as task_lib
@@ -59,16 +61,14 @@ def _hf_translate(model, sources, beam_size, alpha, extra_length):
   return out[:, 1:]  # without the decoder's start token
 
 
-def bench_translate(preset="tiny", vocab_size=4000, sentences=1000, batch_size=100, pairs=3,
-                    seed=0, data_dir=None, manual_dir=None):
-  """Sentences/s of beam-searched translation of Multi30k test2016's first `sentences` English
-  sources by the preset's model (tiny: 2 + 2 layers of 128, as docs/results/transformer.md
-  trains on Multi30k) and by transformers, and the median over `pairs` rounds of their
-  seconds over ours (above 1: ours is faster). A round translates every sentence once, in
-  batches of batch_size; a first untimed round of each absorbs compilation."""
-  cfg = transformer_config.get_config(preset)
-  cfg.model.vocab_size = vocab_size
-  cfg.data.update(name="multi30k", data_dir=data_dir or "", manual_dir=manual_dir or "")
+def bench_translate(cfg, sentences=1000, batch_size=100, pairs=3, seed=0):
+  """Sentences/s of beam-searched translation (cfg.decode) of the test split's first
+  `sentences` sources (cfg.data; Multi30k in docs/results/transformer.md) by cfg.model with random
+  weights and by transformers, and the median over `pairs` rounds of their seconds over ours
+  (above 1: ours is faster). The BPE vocabulary of cfg.model.vocab_size tokens is trained on
+  the training pairs. A round translates every sentence once, in batches of batch_size; a
+  first untimed round of each absorbs compilation and checks the lengths."""
+  vocab_size = cfg.model.vocab_size
   texts = [s for s, _ in task_lib.text_pairs(cfg.data, "test")][:sentences]
   tok = tokenizers.train_bpe(
       [t for pair in task_lib.text_pairs(cfg.data, "train") for t in pair], vocab_size)

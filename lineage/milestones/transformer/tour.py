@@ -24,7 +24,8 @@ An encoder-decoder ({m.num_layers} + {m.num_layers} post-LN layers, d_model {m.e
 output projection) trained for {t.steps} steps on the synthetic language pair, whose target
 language has its own words, puts adjectives after nouns and verbs last, and marks plurals:
 batches of about {cfg.data.max_tokens} tokens a side by length bucket, Adam (0.9, 0.98,
-1e-9) on the noam schedule (warmup {t.warmup_steps}), label smoothing {t.label_smoothing:g}.
+1e-9) on the noam schedule (warmup {t.warmup_steps}), label smoothing {t.label_smoothing:g},
+dropout {m.dropout:g}.
 Translations are beam-searched (beam {d.beam_size}, length penalty alpha {d.alpha:g}, up to
 the source length + {d.extra_length} tokens) and scored by sacrebleu.
 
