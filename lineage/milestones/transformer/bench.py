@@ -61,13 +61,16 @@ def _hf_translate(model, sources, beam_size, alpha, extra_length):
   return out[:, 1:]  # without the decoder's start token
 
 
-def bench_translate(cfg, sentences=1000, batch_size=100, pairs=3, seed=0):
+def bench_translate(cfg, sentences=1000, batch_size=100, pairs=3, seed=0, torch_threads=(1, 0)):
   """Sentences/s of beam-searched translation (cfg.decode) of the test split's first
   `sentences` sources (cfg.data; Multi30k in docs/results/transformer.md) by cfg.model with random
   weights and by transformers, and the median over `pairs` rounds of their seconds over ours
   (above 1: ours is faster). The BPE vocabulary of cfg.model.vocab_size tokens is trained on
   the training pairs. A round translates every sentence once, in batches of batch_size; a
-  first untimed round of each absorbs compilation and checks the lengths."""
+  first untimed round of each absorbs compilation and checks the lengths. transformers runs
+  once per entry of torch_threads (0: torch's default) and the ratio is to the fastest: on a
+  busy machine torch's OpenMP threads wait on each other, and one thread can be many times
+  faster than two."""
   vocab_size = cfg.model.vocab_size
   texts = [s for s, _ in task_lib.text_pairs(cfg.data, "test")][:sentences]
   tok = tokenizers.train_bpe(
@@ -87,27 +90,36 @@ def bench_translate(cfg, sentences=1000, batch_size=100, pairs=3, seed=0):
                                   extra_length=d.extra_length) for batch in batches]
 
   hf_model = marian(model_cfg, max(len(s) for s in sources) + d.extra_length + 2, seed)
-  theirs = lambda _: [_hf_translate(hf_model, batch, d.beam_size, d.alpha, d.extra_length)
-                      for batch in batches]
+  import torch  # pylint: disable=import-outside-toplevel
+  default_threads = torch.get_num_threads()
+
+  def theirs(threads):
+    def run(_):
+      torch.set_num_threads(threads or default_threads)
+      try:
+        return [_hf_translate(hf_model, batch, d.beam_size, d.alpha, d.extra_length)
+                for batch in batches]
+      finally:
+        torch.set_num_threads(default_threads)
+    return run
+
   for ids, batch in zip(ours(0), batches):
     if [len(h) for h in ids] != [len(s) + d.extra_length for s in batch]:
       raise RuntimeError("our search stopped before a row's limit")
-  for out, batch in zip(theirs(0), batches):
+  for out, batch in zip(theirs(torch_threads[0])(0), batches):
     if out.shape[1] != max(len(s) for s in batch) + d.extra_length:
       raise RuntimeError(f"generate made {out.shape[1]} tokens, not the longest source + "
                          f"{d.extra_length}")
-  rounds = timing.alternating({"lineage": ours, "transformers": theirs}, pairs, 1, 0)
-  ratios = [t / o for t, o in zip(rounds["transformers"], rounds["lineage"])]
+  names = {f"transformers, {n or default_threads} thread(s)": n for n in torch_threads}
+  rounds = timing.alternating({"lineage": ours, **{name: theirs(n) for name, n in
+                                                   names.items()}}, pairs, 1, 0)
+  fastest = min(names, key=lambda name: statistics.median(rounds[name]))
+  ratios = [t / o for t, o in zip(rounds[fastest], rounds["lineage"])]
+  per_sec = {name: len(sources) / statistics.median(seconds) for name, seconds in rounds.items()}
   return {"what": "translate", "sentences": len(sources), "batch_size": batch_size,
           "beam_size": d.beam_size, "extra_length": d.extra_length, "vocab_size": vocab_size,
           "parameters": transformer.count_params(params),
-          "sentences_per_sec": len(sources) / statistics.median(rounds["lineage"]),
-          "hf_sentences_per_sec": len(sources) / statistics.median(rounds["transformers"]),
-          "ratio": statistics.median(ratios), "pair_ratios": ratios,
-          "seconds": rounds, "torch_threads": _torch_threads(),
+          "sentences_per_sec": per_sec["lineage"], "baseline": fastest,
+          "hf_sentences_per_sec": per_sec[fastest], "sentences_per_sec_by_side": per_sec,
+          "ratio": statistics.median(ratios), "pair_ratios": ratios, "seconds": rounds,
           "backend": jax.default_backend()}
-
-
-def _torch_threads():
-  import torch  # pylint: disable=import-outside-toplevel
-  return torch.get_num_threads()
