@@ -31,6 +31,15 @@ def _per_row(cache, fn):
   return jax.tree.map(lambda x: fn(x) if x.ndim else x, cache)
 
 
+def _reorder(cache, rows):
+  """The cache's rows gathered by beam, except its "static" entry: what is the same for every
+  beam of a row (an encoder's cross-attention keys and values) need not move."""
+  if isinstance(cache, dict) and "static" in cache:
+    moving = _per_row({k: v for k, v in cache.items() if k != "static"}, lambda x: x[rows])
+    return {**moving, "static": cache["static"]}
+  return _per_row(cache, lambda x: x[rows])
+
+
 @functools.partial(jax.jit, static_argnames=("apply_fn", "beam_size", "max_new"))
 def _search(params, cache, tokens, positions, segment_ids, limits, eos_id, alpha, *, apply_fn,
             beam_size, max_new):
@@ -76,7 +85,7 @@ def _search(params, cache, tokens, positions, segment_ids, limits, eos_id, alpha
     live = jnp.argsort(stops, axis=1, stable=True)[:, :k]  # the best K that continue
     alive_tokens = jnp.take_along_axis(candidates, live[..., None], axis=1)
     rows = (jnp.arange(batch)[:, None] * k + jnp.take_along_axis(parent, live, axis=1)).reshape(-1)
-    cache = _per_row(cache, lambda x: x[rows])
+    cache = _reorder(cache, rows)
     done = s["done"] | last[:, 0] | ((scores > -jnp.inf).sum(axis=1) >= k)
     position = s["position"] + ~jnp.repeat(done, k)  # a done row stays within its context
     next_tokens = alive_tokens[:, :, t].reshape(-1, 1)
@@ -99,7 +108,8 @@ class BeamSearch:
   None for a model whose cache needs its input (an encoder-decoder's needs the source),
   which then comes through every search's start_cache. Every cache leaf of rank >= 1
   must have the batch rows first (beams are copies and reorderings of rows); scalar
-  leaves are shared by all rows.
+  leaves are shared by all rows. A top-level "static" entry of a dict cache is copied to
+  the beams but never reordered: it must be the same for every beam of a row.
   """
 
   def __init__(self, apply_fn, init_cache, context):

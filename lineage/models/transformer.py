@@ -228,13 +228,13 @@ class Transformer(nn.Module):
     encoded = self.encode(source, source_segment_ids)
     batch = source.shape[0]
     shape = (batch, cfg.num_heads, slots, cfg.head_dim)
-    layers = []
-    for layer in self.decoder:
-      k, v = layer.cross_attention.keys_values(encoded)
-      layers.append({"k": jnp.zeros(shape, encoded.dtype), "v": jnp.zeros(shape, encoded.dtype),
-                     "cross_k": k, "cross_v": v})
-    return {"layers": tuple(layers), "source_segment_ids": (source_segment_ids > 0).astype(
-        jnp.int32), "valid": jnp.zeros((batch, slots), bool), "index": jnp.zeros((), jnp.int32)}
+    layers = tuple({"k": jnp.zeros(shape, encoded.dtype), "v": jnp.zeros(shape, encoded.dtype)}
+                   for _ in self.decoder)
+    # The same for every beam of a row: beam search need not reorder it (lineage.decode).
+    static = {"cross": tuple(layer.cross_attention.keys_values(encoded) for layer in self.decoder),
+              "source_segment_ids": (source_segment_ids > 0).astype(jnp.int32)}
+    return {"layers": layers, "static": static, "valid": jnp.zeros((batch, slots), bool),
+            "index": jnp.zeros((), jnp.int32)}
 
   def decode_cached(self, tokens, positions, segment_ids, cache):
     """(logits, new cache) of target tokens written at slot cache["index"] onwards; tokens with
@@ -242,13 +242,13 @@ class Transformer(nn.Module):
     valid = jax.lax.dynamic_update_slice(cache["valid"], segment_ids > 0, (0, cache["index"]))
     x = self._embed(tokens, positions, True)
     cross_masks = {"q_segment_ids": jnp.ones(tokens.shape, jnp.int32),
-                   "kv_segment_ids": cache["source_segment_ids"]}
+                   "kv_segment_ids": cache["static"]["source_segment_ids"]}
     new_layers = []
-    for layer, layer_cache in zip(self.decoder, cache["layers"]):
+    for layer, layer_cache, cross_kv in zip(self.decoder, cache["layers"],
+                                            cache["static"]["cross"]):
       self_cache = {"k": layer_cache["k"], "v": layer_cache["v"], "index": cache["index"],
                     "valid": valid}
-      x, self_cache = layer(x, (layer_cache["cross_k"], layer_cache["cross_v"]), None,
-                            cross_masks, self_cache, True)
+      x, self_cache = layer(x, cross_kv, None, cross_masks, self_cache, True)
       new_layers.append({**layer_cache, **self_cache})
     logits = self.embedding.attend(x).astype(jnp.float32)
     return logits, {**cache, "layers": tuple(new_layers), "valid": valid,
