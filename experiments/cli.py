@@ -18,6 +18,9 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "configs/<name>.py:PRESET", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, summary, plots.")
 flags.DEFINE_string("mode", "train", "What to do; each binary lists its modes.")
+# Shared by the binaries that export Hugging Face directories (gpt1, gpt2): one definition, so
+# that tests can import both into one process.
+flags.DEFINE_string("export_dir", None, "Where --mode=export writes the Hugging Face directory.")
 distributed.define_flags()
 
 _CONFIG_FLAG = re.compile(r"^--?(config\.[\w.]+)=")

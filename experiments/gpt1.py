@@ -13,7 +13,6 @@ from experiments import cli
 from lineage.milestones import gpt1
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("export_dir", None, "Where --mode=export writes the Hugging Face directory.")
 
 
 def main(argv):

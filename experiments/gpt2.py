@@ -26,7 +26,6 @@ flags.DEFINE_integer("num_samples", None, "Overrides config.sample.num_samples."
 flags.DEFINE_integer("seed", None, "Overrides config.sample.seed.")
 flags.DEFINE_string("model_name", None,
                     "Row of this model in the zero-shot report (default: the preset name).")
-flags.DEFINE_string("export_dir", None, "Where --mode=export writes the Hugging Face directory.")
 
 
 def main(argv):

@@ -12,6 +12,9 @@ from configs import gpt1 as gpt1_config
 from lineage.milestones.gpt1 import tasks, tour
 from tests import binaries
 
+# End to end through the binary and the tour section: minutes, so outside `make check`.
+pytestmark = pytest.mark.slow
+
 SMALL = ["--config=configs/gpt1.py:tiny", "--config.model.num_layers=1",
          "--config.model.embed_dim=32", "--config.model.num_heads=2",
          "--config.model.mlp_dim=128", "--config.model.context=64", "--config.data.seq_len=64",
