@@ -150,6 +150,7 @@ def _optax_loss_fn(model):
   return loss_fn
 
 
+@pytest.mark.slow
 def test_thirty_adamw_steps_with_the_fused_loss_follow_optax_within_1e5():
   model = gpt.GPT(MODEL)
   tx = optax.adamw(3e-3, b2=0.95, weight_decay=0.1)

@@ -304,6 +304,7 @@ def test_dropout_only_when_not_deterministic():
   assert np.abs(run(False, 0) - run(False, 1)).max() > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_remat_gives_the_same_loss_and_gradients(deterministic):
   tokens = tokens_of(2, 9, TINY.vocab_size, seed=9)

@@ -98,6 +98,7 @@ def test_entry_point_imports_nothing_the_gpu_machine_lacks(tmp_path):
   assert code == 0, stderr
 
 
+@pytest.mark.slow
 def test_a_failing_or_hanging_check_leaves_the_next_its_turn(tmp_path):
   """A check stopped at its limit keeps what it wrote and is killed; one that crashes is an
   error with its log; the next still runs, and the summary names both."""

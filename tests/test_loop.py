@@ -125,6 +125,7 @@ def _train_small(workdir, cfg):
   return loop.train(cfg, str(workdir), gpt2_task.build(cfg).task)
 
 
+@pytest.mark.slow
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   cfg = _small_gpt(steps=10, checkpoint_every=5)
   cfg.debug.nan_at_step = 7

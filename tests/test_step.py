@@ -52,6 +52,7 @@ def _run(micro_batches, batch, nan_at_step=-1, steps=1):
   return state, history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 def test_four_micro_batches_make_the_same_update_as_one_batch(masked):
   batch = _batch(masked)

@@ -120,6 +120,7 @@ def test_sources_end_like_training_and_long_lines_are_cut_with_a_warning(caplog)
           and "its first 31" in caplog.text)
 
 
+@pytest.mark.slow
 def test_bench_translate_times_equal_work_on_both_sides():
   """Both searches must run to the same lengths (bench_translate raises otherwise), and the
   result holds one ratio per round."""
@@ -138,6 +139,7 @@ def _in_process(workdir, *args):
                                  f"--workdir={workdir}", *SMALL, *args)
 
 
+@pytest.mark.slow
 def test_train_eval_average_translate(tmp_path, monkeypatch, capsys, caplog):
   """20 steps with the BLEU hook at 10 and 20, then the test BLEU of the last checkpoint and
   of the mean of the last three; too few checkpoints to average is a clear error. Translate

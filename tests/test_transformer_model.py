@@ -130,6 +130,7 @@ def test_translate_with_beam_one_is_greedy_and_wider_beams_keep_the_limits(param
   assert all(len(b) <= len(s) + 3 and eos not in b for b, s in zip(beams, sources))
 
 
+@pytest.mark.slow
 def test_pallas_attention_trains_like_xla():
   """Loss and gradients of a padded batch through the Pallas kernels (interpret mode on CPU):
   encoder self-attention, causal decoder self-attention and cross-attention, all with ids."""
