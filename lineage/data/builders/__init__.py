@@ -10,17 +10,19 @@ import pathlib
 
 import tensorflow_datasets as tfds
 
-from lineage.data.builders import (cbt, enwik8, hh_rlhf, humaneval, lambada, lm1b, multi30k,
-                                   openwebtext, ptb, rte, self_instruct, sst_binary, story_cloze,
-                                   stsb, synthetic_reviews, synthetic_text, text8,
-                                   tiny_shakespeare, wikitext2, wikitext103, wmt14)
+from lineage.data.builders import (cbt, cifar10, digits, enwik8, hh_rlhf, humaneval, imagenet,
+                                   lambada, lm1b, multi30k, openwebtext, ptb, rte, self_instruct,
+                                   shapes, sst_binary, story_cloze, stsb, synthetic_reviews,
+                                   synthetic_text, text8, tiny_shakespeare, wikitext2,
+                                   wikitext103, wmt14)
 
 BUILDERS = {cls.name: cls for cls in (
     tiny_shakespeare.TinyShakespeare, ptb.Ptb, wikitext2.Wikitext2, wikitext103.Wikitext103,
     lambada.Lambada, cbt.Cbt, enwik8.Enwik8, text8.Text8, lm1b.Lm1b, openwebtext.Openwebtext,
     synthetic_text.SyntheticText, sst_binary.SstBinary, story_cloze.StoryCloze, rte.Rte,
     multi30k.Multi30k, humaneval.Humaneval, self_instruct.SelfInstruct, hh_rlhf.HhRlhf,
-    synthetic_reviews.SyntheticReviews, stsb.Stsb, wmt14.Wmt14)}
+    synthetic_reviews.SyntheticReviews, stsb.Stsb, wmt14.Wmt14, shapes.Shapes, digits.Digits,
+    cifar10.Cifar10, imagenet.Imagenet)}
 
 # Language-model corpora: records hold exactly one feature, "text".
 TEXT_DATASETS = ("tiny_shakespeare", "ptb", "wikitext2", "wikitext103", "lambada", "text8",
