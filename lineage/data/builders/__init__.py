@@ -11,10 +11,10 @@ import pathlib
 import tensorflow_datasets as tfds
 
 from lineage.data.builders import (cbt, cifar10, digits, enwik8, hh_rlhf, humaneval, imagenet,
-                                   lambada, lm1b, multi30k, openwebtext, ptb, rte, self_instruct,
-                                   shapes, sst_binary, story_cloze, stsb, synthetic_reviews,
-                                   synthetic_text, text8, tiny_shakespeare, wikitext2,
-                                   wikitext103, wmt14)
+                                   lambada, lm1b, multi30k, openwebtext, ptb, python_code, rte,
+                                   self_instruct, shapes, sst_binary, story_cloze, stsb,
+                                   synthetic_reviews, synthetic_text, text8, tiny_shakespeare,
+                                   wikitext2, wikitext103, wmt14)
 
 BUILDERS = {cls.name: cls for cls in (
     tiny_shakespeare.TinyShakespeare, ptb.Ptb, wikitext2.Wikitext2, wikitext103.Wikitext103,
@@ -22,7 +22,7 @@ BUILDERS = {cls.name: cls for cls in (
     synthetic_text.SyntheticText, sst_binary.SstBinary, story_cloze.StoryCloze, rte.Rte,
     multi30k.Multi30k, humaneval.Humaneval, self_instruct.SelfInstruct, hh_rlhf.HhRlhf,
     synthetic_reviews.SyntheticReviews, stsb.Stsb, wmt14.Wmt14, shapes.Shapes, digits.Digits,
-    cifar10.Cifar10, imagenet.Imagenet)}
+    cifar10.Cifar10, imagenet.Imagenet, python_code.PythonCode)}
 
 # Language-model corpora: records hold exactly one feature, "text".
 TEXT_DATASETS = ("tiny_shakespeare", "ptb", "wikitext2", "wikitext103", "lambada", "text8",
