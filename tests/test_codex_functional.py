@@ -37,18 +37,21 @@ def test_evaluate_records_and_pass_at_k(tmp_path):
   samples = [{"task_id": "t/0", "completion": "    return a + b\n"},
              {"task_id": "t/0", "completion": "    return a - b\n"},
              {"task_id": "t/1", "completion": "    return x\n"},
-             {"task_id": "t/1", "completion": "    while True: pass\n"}]
+             {"task_id": "t/1", "completion": "    while True: pass\n"},
+             {"task_id": "t/0", "completion": "    return a + b\n"}]
   sandbox = Sandbox(Limits(timeout=1.0), workers=2)
   records, summary = functional.evaluate(PROBLEMS, samples, sandbox, ks=(1, 2, 10))
-  assert [r["passed"] for r in records] == [True, False, False, False]
+  assert [r["passed"] for r in records] == [True, False, False, False, True]
   assert records[0] == {"task_id": "t/0", "completion": "    return a + b\n",
                         "result": "passed", "passed": True}
   assert records[1]["result"].startswith("failed: AssertionError")
   assert records[3]["result"] == "timed out"
-  assert summary["pass@1"] == pytest.approx(0.25) and summary["pass@2"] == pytest.approx(0.5)
+  assert summary["pass@1"] == pytest.approx((2 / 3 + 0) / 2)
+  assert summary["pass@2"] == pytest.approx((1 + 0) / 2)
   assert "pass@10" not in summary
-  assert summary["num_problems"] == 2 and summary["num_samples"] == 4
-  assert summary["statuses"] == {"passed": 1, "failed": 2, "timed out": 1}
+  assert summary["num_problems"] == 2 and summary["num_samples"] == 5
+  assert summary["num_programs_run"] == 4  # the repeated completion ran once
+  assert summary["statuses"] == {"passed": 2, "failed": 2, "timed out": 1}
   path = tmp_path / "samples.jsonl"
   functional.write_jsonl(records, path)
   assert [json.loads(line) for line in path.read_text().splitlines()] == records

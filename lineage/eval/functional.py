@@ -42,7 +42,8 @@ def evaluate(problems, samples, sandbox, ks=(1, 10, 100)):
 
   samples: [{"task_id", "completion"}], several per task; every task_id must be a problem's.
   The summary holds pass@k for each k within the fewest samples of a task, the number of
-  problems and samples, and how many runs ended in each sandbox status.
+  problems, samples and distinct programs run, and how many samples ended in each sandbox
+  status.
   """
   by_id = {p["task_id"]: p for p in problems}
   unknown = sorted({s["task_id"] for s in samples} - by_id.keys())
@@ -51,8 +52,12 @@ def evaluate(problems, samples, sandbox, ks=(1, 10, 100)):
                      "the problems'")
   if not samples:
     raise ValueError("no samples to evaluate")
-  outcomes = sandbox.run_many([test_program(by_id[s["task_id"]], s["completion"])
-                               for s in samples])
+  programs = [test_program(by_id[s["task_id"]], s["completion"]) for s in samples]
+  # A program runs once however many samples wrote it (low temperatures repeat themselves):
+  # the tests are deterministic, so its outcome stands for every copy.
+  unique = list(dict.fromkeys(programs))
+  outcome_of = dict(zip(unique, sandbox.run_many(unique)))
+  outcomes = [outcome_of[p] for p in programs]
   records = [{"task_id": s["task_id"], "completion": s["completion"], "result": o.result,
               "passed": o.passed} for s, o in zip(samples, outcomes)]
   totals, correct = collections.Counter(), collections.Counter()
@@ -61,7 +66,7 @@ def evaluate(problems, samples, sandbox, ks=(1, 10, 100)):
     correct[r["task_id"]] += r["passed"]
   tasks = sorted(totals)
   summary = pak.mean_pass_at_k([totals[t] for t in tasks], [correct[t] for t in tasks], ks)
-  summary.update(num_problems=len(tasks), num_samples=len(records),
+  summary.update(num_problems=len(tasks), num_samples=len(records), num_programs_run=len(unique),
                  statuses=dict(collections.Counter(o.status for o in outcomes)))
   return records, summary
 
