@@ -27,6 +27,8 @@ def make_schedule(train_cfg):
   noam:     `lr * min(step**-0.5, step * warmup**-1.5)` (Vaswani et al. 2017, whose `lr` is
             d_model**-0.5: a config sets it from its model width).
   constant: linear warmup, then flat.
+  An optional `decay_steps` ends the cosine or linear decay there instead of at `steps`,
+  and the rate stays at the floor after it (GPT-3: decay over 260B of its 300B tokens).
   """
   lr, warmup, steps = train_cfg.lr, train_cfg.warmup_steps, train_cfg.steps
   floor = lr * train_cfg.min_lr_ratio
@@ -39,7 +41,7 @@ def make_schedule(train_cfg):
       return lr * jnp.minimum(step ** -0.5, step * warmup ** -1.5)
     return noam
   warm = optax.linear_schedule(0.0, lr, warmup) if warmup else optax.constant_schedule(lr)
-  decay_steps = max(steps - warmup, 1)
+  decay_steps = max((getattr(train_cfg, "decay_steps", 0) or steps) - warmup, 1)
   if name == "cosine":
     decay = optax.cosine_decay_schedule(lr, decay_steps, alpha=floor / lr if lr else 0.0)
   elif name == "linear":
