@@ -161,6 +161,16 @@ def loss_fn(policy_cfg, value_cfg, settings: Settings):
   return fn
 
 
+def sample(generator, params, prompts, prompt_len, max_new_tokens, eot_id, rng):
+  """(responses, whether each ended): the policy's own distribution (temperature 1, no top-k
+  or top-p), responses ending with the end-of-text token when they produced it. Prompts are
+  left-padded to prompt_len, so every call of one batch size shares the compiled sampler."""
+  out = generator.generate(params, prompts, max_new_tokens, sampling=Sampling(1.0, 0, 1.0),
+                           rng=rng, stop_tokens=(eot_id,), bucket=prompt_len)
+  ended = [len(r) < max_new_tokens for r in out]
+  return [r + [eot_id] if e else r for r, e in zip(out, ended)], np.asarray(ended)
+
+
 class Rollouts:
   """The loop's parameter-dependent data: a rollout every `updates_per_rollout` steps, then
   its minibatches (reshuffled each epoch).
@@ -191,7 +201,7 @@ class Rollouts:
     self.judge, self.ptx = judge, ptx
     self.generator = Generator(*gpt.decoding(policy_cfg), policy_cfg.context)
     self.buffer, self.buffer_iteration = None, None
-    self.timings = {"rollout_seconds": [], "rollout_tokens": []}
+    self.timings = {"rollout_seconds": [], "rollout_tokens": [], "score_seconds": []}
 
   def next_batch(self, params, step):
     iteration, index = divmod(step - 1, self.settings.updates_per_rollout)
@@ -212,16 +222,6 @@ class Rollouts:
       batch.update({f"ptx_{k}": v for k, v in next(self.ptx).items()})
     return batch
 
-  def sample(self, params, prompts, rng):
-    """(responses as token lists ending with end of text when they ended, whether each
-    ended): the policy's own distribution, no filtering."""
-    new = self.settings.max_new_tokens
-    out = self.generator.generate(params, prompts, new, sampling=Sampling(1.0, 0, 1.0),
-                                  rng=rng, stop_tokens=(self.eot_id,),
-                                  bucket=self.settings.prompt_len)
-    ended = [len(r) < new for r in out]
-    return [r + [self.eot_id] if e else r for r, e in zip(out, ended)], np.asarray(ended)
-
   def rollout(self, params, iteration):
     s = self.settings
     rng = np.random.default_rng([self.seed, iteration])
@@ -229,17 +229,20 @@ class Rollouts:
                         replace=len(self.prompts) < s.rollout_batch)
     prompts = [list(self.prompts[i]) for i in chosen]
     start = time.perf_counter()
-    responses, ended = self.sample(params["policy"], prompts,
-                                   jax.random.fold_in(jax.random.PRNGKey(self.seed), iteration))
+    responses, ended = sample(self.generator, params["policy"], prompts, s.prompt_len,
+                              s.max_new_tokens, self.eot_id,
+                              jax.random.fold_in(jax.random.PRNGKey(self.seed), iteration))
     self.timings["rollout_seconds"].append(time.perf_counter() - start)
     self.timings["rollout_tokens"].append(sum(len(r) for r in responses))
     rows = layout.rows(prompts, responses, s.prompt_len, s.max_new_tokens)
     beta = self.controller.value
+    start = time.perf_counter()
     out = _score_rollout(self.policy_cfg, self.value_cfg, s.gamma, s.lam, params,
                          self.ref_params, self.rm_params, rows,
                          jnp.where(jnp.asarray(ended), 0.0, s.no_end_penalty),
                          jnp.float32(beta))
     buffer = {**rows, **{k: np.asarray(v) for k, v in out.items()}}
+    self.timings["score_seconds"].append(time.perf_counter() - start)
     buffer["stat_kl_coef"] = np.full(s.rollout_batch, beta, np.float32)
     buffer["stat_ended"] = ended.astype(np.float32)
     buffer["stat_response_length"] = np.asarray([len(r) for r in responses], np.float32)
