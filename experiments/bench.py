@@ -16,6 +16,10 @@ as a ratio to a baseline measured in the same run, alternating with ours (see RE
       --config=configs/gpt2.py:tiny --config.model.num_layers=6 --config.model.embed_dim=384 \
       --config.model.num_heads=6 --config.model.mlp_dim=1536 --config.model.context=512 \
       --config.model.vocab_size=50257 --batch=4 --steps=4 --warmup=1
+  LINEAGE_MANUAL_DIR=../shared/data python -m experiments.bench --what=few_shot \
+      --config=configs/gpt2.py:tiny --config.model.vocab_size=50257 \
+      --config.model.context=512 --few_shot_task=sst2 --few_shot_k=4 --few_shot_examples=64 \
+      --batch=8 --pairs=3 --warmup=1   # against lm-evaluation-harness where it has the task
   python -m experiments.bench --what=report --results=runs/bench/results.jsonl  # the page
 `make bench` runs the CPU set and writes docs/results/bench.md. The measurements live in
 lineage/milestones/gpt2/bench.py and lineage/bench/; this binary is their flags. Warm-up calls
@@ -31,6 +35,7 @@ from ml_collections import config_flags
 
 from configs import gpt2 as gpt2_config
 from lineage.bench import attention as attention_bench
+from lineage.bench import few_shot as few_shot_bench
 from lineage.bench import report
 from lineage.bench import zero_shot as zero_shot_bench
 from lineage.milestones.gpt2 import bench as gpt2_bench
@@ -38,7 +43,8 @@ from lineage.milestones.gpt2 import bench as gpt2_bench
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "configs/gpt2.py:PRESET", lock_config=True)
 flags.DEFINE_enum("what", "train_step", ["train_step", "decode", "data", "attention",
-                                           "memory", "zero_shot", "numerics", "report"],
+                                           "memory", "zero_shot", "few_shot", "numerics",
+                                           "report"],
                   "What to measure; report writes --report_to from the --results of earlier runs.")
 flags.DEFINE_string("results", None, "Append the result, with the command, the config and the "
                     "machine's state, as one JSON line to this file (report: read it).")
@@ -63,6 +69,10 @@ flags.DEFINE_integer("seed", 0, "Seed of the random tokens and parameters.")
 flags.DEFINE_list("meshes", ["1x1x1"], "memory: meshes as DATAxFSDPxTENSOR.")
 flags.DEFINE_string("model_preset", None, "memory: a lineage.models.gpt.PRESETS name in place "
                     "of the config's model (e.g. gpt3_175b).")
+flags.DEFINE_string("few_shot_task", "sst2", "few_shot: a lineage.eval.few_shot_tasks name "
+                    "(sst2 and rte also run lm-evaluation-harness).")
+flags.DEFINE_integer("few_shot_k", 4, "few_shot: demonstrations per prompt.")
+flags.DEFINE_integer("few_shot_examples", 64, "few_shot: test examples scored per call.")
 flags.DEFINE_bool("compile", False, "memory: also compile the train step for activation and "
                   "temporary memory (needs as many local devices as the mesh).")
 
@@ -137,6 +147,13 @@ def measure(cfg):
           f"ours {result['tokens_per_sec']:,.0f} tok/s, transformers "
           f"{result['hf_tokens_per_sec']:,.0f} tok/s, ratio {result['speedup']:.2f}x "
           f"(window log-probs agree to {result['max_abs_logprob_difference']:.1e} nats)")
+  elif FLAGS.what == "few_shot":
+    result = few_shot_bench.bench_few_shot(cfg, FLAGS.few_shot_task, FLAGS.few_shot_k,
+                                           FLAGS.few_shot_examples, FLAGS.batch, FLAGS.pairs,
+                                           FLAGS.warmup, FLAGS.seed)
+    versus = ", ".join(f"{b['ratio']:.2f}x {name}" for name, b in result["baselines"].items())
+    print(f"{result['task']} at K={result['k']}: {result['examples_per_sec']:.1f} examples/s "
+          f"({versus}); accuracy {result['accuracy']}, lm-eval {result['lm_eval_accuracy']}")
   else:
     result = gpt2_bench.bench_decode(cfg, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.batch,
                                      FLAGS.steps, FLAGS.warmup, FLAGS.seed, FLAGS.pairs)

@@ -72,3 +72,23 @@ def test_real_tasks_evaluate_with_a_tiny_gpt2(real_tasks, shared_data):
     for k in (0, 2):
       row = result["by_k"][k]
       assert 0.0 <= row[result["primary"]] <= 1.0 and row["shots_used"] == k, name
+
+
+@pytest.mark.slow
+def test_bench_scores_like_lm_evaluation_harness_at_zero_shot(shared_data, tmp_path, monkeypatch):
+  """At K = 0 our prompts are lm-evaluation-harness's rte prompts, token for token, so the
+  summed-log-probability accuracy on the same exported weights is the same."""
+  pytest.importorskip("lm_eval")
+  from configs import gpt2 as gpt2_config  # pylint: disable=import-outside-toplevel
+  from lineage.bench import few_shot as few_shot_bench  # pylint: disable=import-outside-toplevel
+  for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    monkeypatch.setenv(name, "1")
+  monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+  cfg = gpt2_config.get_config("tiny")
+  cfg.model.update(vocab_size=50257, context=256, num_layers=2, embed_dim=64, mlp_dim=256)
+  cfg.data.vocab_dir = str(shared_data / "gpt2_bpe")
+  cfg.zero_shot.manual_dir = str(shared_data)
+  result = few_shot_bench.bench_few_shot(cfg, "rte", 0, 24, 8, pairs=1, warmup=0)
+  assert result["accuracy"] == result["lm_eval_accuracy"]
+  assert {"whole_prompts", "lm_eval"} <= set(result["baselines"])
+  assert result["examples_per_sec"] > 0 and result["reuse_speedup"] > 0
