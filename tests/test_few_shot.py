@@ -128,6 +128,13 @@ def test_a_long_prompt_drops_demonstrations_from_the_front():
   assert fitted.dropped == 1 and fitted.demonstrations == tuple(d.uid for d in shown[1:])
   assert len(fitted.tokens) + 4 <= max_len
   assert TOK.decode(fitted.tokens[1:]) == few_shot.prompt_text(task, shown[1:], task.tests[0])
+  for max_len in range(30, len(whole.tokens) + 5, 7):  # The fewest drops that fit.
+    prompt = few_shot.build_prompt(task, task.tests[0], shown, TOK, max_len, 4)
+    assert len(prompt.tokens) + 4 <= max_len
+    if 0 < prompt.dropped < len(shown):
+      longer = few_shot.build_prompt(task, task.tests[0], shown[prompt.dropped - 1:], TOK,
+                                     10_000, 4)
+      assert len(longer.tokens) + 4 > max_len
   # The example alone longer than the context: all demonstrations go, then its left end.
   cut = few_shot.build_prompt(task, task.tests[0], shown, TOK, 12, 4)
   assert cut.dropped == 6 and cut.truncated > 0 and len(cut.tokens) == 8

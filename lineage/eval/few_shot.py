@@ -21,6 +21,10 @@ Multiple-choice scoring rules (`RULES`), each an argmax over the choices of:
   unconditional  log P(completion | context) - log P(completion | answer context), the
                  answer context being "Answer:" (GPT-3 on ARC, OpenBookQA and RACE).
 
+A cloze (LAMBADA) counts when greedy decoding spells its target word, every target token the
+argmax (lm-evaluation-harness's LAMBADA `acc`); a free-form answer is the greedy continuation
+up to a stop string, scored by SQuAD's exact match and token F1.
+
 Every choice of an example shares the prompt up to the completion: with `reuse_prefix`, that
 prefix is run once into a KV cache, and the completions of all choices are scored from copies
 of it, as many tokens as the completions have instead of the whole prompt per choice. Shapes
@@ -158,19 +162,17 @@ def build_prompt(task, example, shown, tokenizer, max_len, reserve, *, descripti
                      f"prompt in a context of {max_len}; raise max_len or shorten the completion")
   prefix = [tokenizer.eot_id] if eot_prefix else []
   room = max_len - reserve
-  dropped = 0
-  while True:
-    tokens = prefix + tokenizer.encode(prompt_text(task, shown[dropped:], example, description))
-    if len(tokens) <= room or dropped == len(shown):
-      break
-    # Drop as many as the excess needs, by their own lengths (one encoding per try, not per
-    # demonstration); at least one.
-    excess, n = len(tokens) - room, dropped
-    while excess > 0 and n < len(shown):
-      excess -= len(tokenizer.encode(shown[n].context + task.target_delimiter
-                                     + shown[n].completion)) + 1
-      n += 1
-    dropped = max(n, dropped + 1)
+  encode = lambda dropped: prefix + tokenizer.encode(
+      prompt_text(task, shown[dropped:], example, description))
+  tokens, dropped = encode(0), 0
+  if len(tokens) > room:
+    # The fewest dropped that fit, by bisection (fewer drops, longer prompts): a few encodings
+    # rather than one per demonstration.
+    low, high = 0, len(shown)  # low does not fit; high fits or is all of them
+    while high - low > 1:
+      middle = (low + high) // 2
+      low, high = (low, middle) if len(encode(middle)) <= room else (middle, high)
+    tokens, dropped = encode(high), high
   truncated = max(0, len(tokens) - room)
   return Prompt(tuple(tokens[truncated:]), tuple(d.uid for d in shown[dropped:]), dropped,
                 truncated)
