@@ -37,6 +37,7 @@ def real_tasks(shared_data):
           for name in ("lambada", "story_cloze", "rte", "sst2")}
 
 
+@pytest.mark.slow  # Prepares four TFDS datasets (about 17 s on a busy machine).
 def test_real_tasks_have_the_papers_splits_and_formats(real_tasks):
   lambada, story, rte, sst2 = (real_tasks[n] for n in ("lambada", "story_cloze", "rte", "sst2"))
   assert len(lambada.tests) == 5153 and lambada.demonstrations == lambada.tests
