@@ -73,18 +73,23 @@ def _logprobs_jit(cfg, params, rows):
   return sequence_logprobs(gpt.GPT(cfg), params, rows)
 
 
+def batched_logprobs(cfg, params, rows, batch_size):
+  """`sequence_logprobs` of a GPT of `cfg` over many rows, in batches (the last one padded
+  by wrapping around, so every batch has one shape)."""
+  n = len(rows["tokens"])
+  out = []
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, start + batch_size) % n
+    out.append(np.asarray(_logprobs_jit(cfg, params, {k: v[idx] for k, v in rows.items()})))
+  return np.concatenate(out)[:n]
+
+
 def add_reference(cfg, ref_params, arrays, batch_size):
   """`arrays` plus ref_chosen / ref_rejected, the frozen reference's log-probabilities."""
-  n = len(arrays["chosen_tokens"])
   out = dict(arrays)
   for side in ("chosen", "rejected"):
-    values = []
-    for start in range(0, n, batch_size):
-      idx = np.arange(start, start + batch_size) % n
-      rows = {k: v[idx] for k, v in _side(arrays, side).items()}
-      values.append(np.asarray(_logprobs_jit(cfg, ref_params, rows))[:min(batch_size,
-                                                                            n - start)])
-    out[f"ref_{side}"] = np.concatenate(values).astype(np.float32)
+    out[f"ref_{side}"] = batched_logprobs(cfg, ref_params, _side(arrays, side),
+                                          batch_size).astype(np.float32)
   return out
 
 
