@@ -34,8 +34,11 @@ ATTRIBUTES = {"shape": SHAPES, "colour": COLOURS, "size": SIZES, "position": POS
 HELD_OUT = tuple(zip(SHAPES, COLOURS))
 SPLITS = ("train", "held_out", "all")
 
-_RGB = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 90, 235),
-        "yellow": (235, 215, 40), "purple": (160, 60, 210)}
+# Bright in every channel against a dark background, so a shape's outline shows in each
+# channel whatever its colour: shape stays visible apart from colour, as luminance edges are
+# in photographs, and can be learned once for all colours.
+_RGB = {"red": (245, 105, 105), "green": (105, 225, 120), "blue": (110, 140, 250),
+        "yellow": (240, 230, 105), "purple": (195, 110, 245)}
 _RADIUS = {"small": (4.0, 5.5), "large": (7.0, 9.0)}  # half-extent in pixels at 32x32
 _PREFIXES = ("a ", "a photo of a ", "a picture of a ", "a drawing of a ", "there is a ")
 _SUPERSAMPLE = 4  # sub-pixels per side: soft edges, so small shapes keep their outline

@@ -43,6 +43,8 @@ class Shapes(base.Builder):
   """Coloured shapes at 32x32 with template captions and held-out shape-colour pairs."""
 
   name = "shapes"
+  # 1.1.0: colours bright in every channel (lineage.data.shapes._RGB).
+  VERSION = tfds.core.Version("1.1.0")
   BUILDER_CONFIGS = [config(20000, 1000, 0)]
 
   def _features(self):
