@@ -62,6 +62,9 @@ bench: setup-test
 	    --config.data.name=ptb --config.data.tokenizer=gpt2 --steps=3 --warmup=1 --pairs=3
 	LINEAGE_MANUAL_DIR=$(LINEAGE_MANUAL_DIR) $(BENCH) --what=zero_shot $(BENCH_SMALL) \
 	    --config.model.context=512 --config.model.vocab_size=50257 --batch=4 --steps=4 --warmup=1
+	LINEAGE_MANUAL_DIR=$(LINEAGE_MANUAL_DIR) $(BENCH) --what=few_shot $(BENCH_SMALL) \
+	    --config.model.context=512 --config.model.vocab_size=50257 --few_shot_task=sst2 \
+	    --few_shot_k=4 --few_shot_examples=64 --batch=8 --pairs=3 --warmup=1
 	$(PY) -m experiments.bench --what=report --results=runs/bench/results.jsonl \
 	    --report_to=docs/results/bench.md
 

@@ -191,3 +191,23 @@ def test_the_page_names_a_missed_target_and_where_the_profile_is_slower():
   assert "ours spends longer on LM head matmuls (200 ms more) (profile below)" in page
   assert "the machine was shared" in page and "Rerun `make bench` on a quiet machine" in page
   assert "| LM head matmuls | 500 | 300 |" in page
+
+
+def test_report_describes_few_shot_scoring():
+  result = {"what": "few_shot", "task": "sst2", "k": 4, "examples": 64, "batch": 8,
+            "examples_per_sec": 6.4, "tokens_per_sec": 1190.0, "reuse_speedup": 1.66,
+            "baseline": "lm_eval_1_thread", "ratio": 3.78, "pairs": [3.68, 3.78, 3.83],
+            "accuracy": 0.375, "lm_eval_accuracy": 0.375, "torch_threads": 1,
+            "baselines": {"whole_prompts": {"examples_per_sec": 3.72, "tokens_per_sec": 690.0,
+                                            "ratio": 1.66, "pair_ratios": [1.63, 1.66, 1.92]},
+                          "lm_eval_1_thread": {"examples_per_sec": 1.7, "tokens_per_sec": 316.0,
+                                               "ratio": 3.78, "pair_ratios": [3.68, 3.78, 3.83]}}}
+  machine = {"date": "2026-12-01 12:00 UTC", "cpu": "cpu", "cores": 2, "python": "3.11",
+             "packages": {"jax": "0.10.2"}, "others_cpu_share": 0.0, "wall_seconds": 10.0,
+             "load_before": 0.1}
+  config = {"model": {"num_layers": 6, "embed_dim": 384, "vocab_size": 50257}}
+  page = report.markdown([{"command": "python -m experiments.bench --what=few_shot",
+                           "config": config, "machine": machine, "result": result}])
+  assert "6 layers x 384, vocab 50257, sst2 K=4, 64 examples" in page
+  assert ("6.40 examples/s with shared-prefix KV reuse, 3.72 scoring whole prompts (1.66x); "
+          "accuracy 0.375 (lm-eval 0.375)") in page

@@ -87,6 +87,8 @@ def _shape(result, config):
     return f"{dims}, batch {train.get('batch_size')} x {data.get('seq_len')}"
   if what == "data":
     return f"{result['dataset']}, {result['tokenizer']} tokenizer, {dims}"
+  if what == "few_shot":
+    return f"{dims}, {result['task']} K={result['k']}, {result['examples']} examples"
   return dims
 
 
@@ -241,6 +243,12 @@ def _details(result):
   if what == "data":
     return (f"the ratio is the pipeline's tokens/s over the train step's (above 1 it keeps up); "
             f"{result['worker_count']} workers.")
+  if what == "few_shot":
+    whole = result["baselines"]["whole_prompts"]["examples_per_sec"]
+    return (f"{result['examples_per_sec']:.2f} examples/s with shared-prefix KV reuse, "
+            f"{whole:.2f} scoring whole prompts ({result['reuse_speedup']:.2f}x); accuracy "
+            f"{result['accuracy']} (lm-eval {result['lm_eval_accuracy']}); torch threads "
+            f"{result['torch_threads']}.")
   return ""
 
 
