@@ -18,7 +18,7 @@ CFG = dvae.DVAEConfig(image_size=16, downsample=4, num_codes=16, hidden=16, code
 
 @pytest.fixture(scope="module")
 def params():
-  return dvae.init_params(CFG, jax.random.PRNGKey(0))
+  return jax.jit(lambda rng: dvae.init_params(CFG, rng))(jax.random.PRNGKey(0))
 
 
 def _images(n, seed=0):
@@ -102,6 +102,7 @@ def test_schedules_anneal_the_temperature_and_raise_the_kl_weight():
   assert dvae.kl_weight(50, steps, 6.6) == pytest.approx(3.3, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss(params):
   images = jnp.asarray(_images(16))
   tx = optax.adam(3e-3)
