@@ -2,10 +2,10 @@
 sandboxed tests (lineage.milestones.codex).
 
 Tiny (the default; CPU, embedded data): a 4-layer byte-level GPT trained on solved synthetic
-docstring-to-function problems (about 60 s on 2 quiet cores), then 20 samples of each of 16
-problems absent from training at four temperatures, run in the sandbox (about 30 s); expect
-pass@k rising with k, pass@1 about 18% and pass@10 about 45%, and the best temperature for
-pass@1 (0.1) below the best for pass@10 (1.2) (docs/results/codex.md):
+docstring-to-function problems, then 20 samples of each of 16 problems absent from training at
+four temperatures, run in the sandbox: about 130 s of CPU in all (2 minutes or less on 2
+quiet cores); expect pass@k rising with k at every temperature, pass@1 about 17% (best at
+temperature 0.1) and pass@10 about 51% (best at 0.4) (docs/results/codex.md):
   python -m experiments.codex --config=configs/codex.py:tiny --workdir=runs/codex --mode=finetune
   python -m experiments.codex --config=configs/codex.py:tiny --workdir=runs/codex_eval \
       --mode=eval --config.init_from=runs/codex

@@ -2,6 +2,7 @@
 sampling through one compiled decoder, Figure 5's curves, and the binary end to end."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -37,8 +38,10 @@ def test_evaluation_prompts_never_appear_in_training():
   assert [p["task_id"] for p in evaluation] == [f"Synthetic/{i}" for i in range(16)]
   for p in evaluation:
     assert p["prompt"] not in corpus
-  templates = [next(t for t in problems.TEMPLATES if t.doc.split("{")[0] in p["prompt"])
-               for p in evaluation]
+  docs = [p["prompt"].split('"""')[1].strip() for p in evaluation]
+  templates = [next(i for i, t in enumerate(problems.TEMPLATES)
+                    if re.fullmatch(re.escape(t.doc).replace(r"\{c\}", r"\d+"), doc))
+               for doc in docs]
   assert max(templates.count(t) for t in templates) <= 2  # spread over the templates
   with pytest.raises(ValueError, match="at most 30 synthetic problems"):
     problems.eval_problems(31)

@@ -125,7 +125,7 @@ def run_eval(cfg, workdir):
     curves[key] = report.curve(done, CURVE_KS)
     statuses.update(summary["statuses"])
   functional.write_jsonl(evaluated, path)
-  n = min(collections.Counter(r["task_id"] for r in records).values())
+  n = min(collections.Counter((r.get("temperature"), r["task_id"]) for r in records).values())
   best = report.best_temperatures(curves) if None not in groups else {}
   summary = {"problems": c.problems, "num_problems": len({r["task_id"] for r in records}),
              "num_samples_per_problem": n, "top_p": c.top_p, "sandbox": sandbox.describe(),

@@ -1,15 +1,17 @@
 """The embedded synthetic docstring-to-function problems: HumanEval's format, generated from
 templates, small enough for a tiny model to learn on a CPU in a minute or two.
 
-A problem asks for a one-line function from its docstring ("Return x plus 42.") under a name
-that gives nothing away; its tests call it on four inputs. Each template is a family (add a
-constant, keep the elements above a constant, repeat a string...) with a range of constants.
-Evaluation problems are held out as prompts: none appears in training, but their (template,
-constant) pairs are drawn as training draws them, so a tiny model solves those it has seen
-often (the narrow ranges) reliably and the rarer ones only sometimes. That spread is what
-makes temperature matter, as in the paper's Figure 5. (Pairs never seen at all would ask the
-model to copy the constant from the docstring, which the tour's tiny model, trained for a
-minute, does not learn: its pass@k there stays near zero at every temperature.)
+A problem asks for a one-line function from its docstring under a name that gives nothing
+away; its tests call it on four inputs. Each template is a family (add a constant, keep the
+elements above a constant, repeat a string...) with a range of constants. Half the templates
+state the expression in the docstring ("Return x + 17."), so that copying it is the answer:
+a tiny model learns that within the tour's minute of training and gets those right at low
+temperature. The others say it in words ("Return x modulo 6.", "Return the first 3
+characters of s."); the tiny model learns their shape but not which constant the words ask
+for, so it guesses among the constants it has seen, and only sampling at higher temperatures
+tries enough of them. That mix, easy problems that high temperatures spoil and hard ones that
+only high temperatures solve, is what makes the best temperature rise with k, as in the
+paper's Figure 5. Evaluation prompts never appear in training (their names differ).
 """
 
 import dataclasses
@@ -31,30 +33,30 @@ class Template:
   doc: str
   body: str
   fn: Callable  # (argument, c) -> the right answer, to write the tests
-  constants: range = range(2, 100)
+  constants: range = range(2, 30)
 
   def inputs(self):
     return {"x": INT_INPUTS, "xs": LIST_INPUTS, "s": STRING_INPUTS}[self.arg]
 
 
 TEMPLATES = (
-    Template("x", "Return x plus {c}.", "x + {c}", lambda x, c: x + c),
-    Template("x", "Return x minus {c}.", "x - {c}", lambda x, c: x - c),
-    Template("x", "Return x times {c}.", "x * {c}", lambda x, c: x * c),
+    Template("x", "Return x + {c}.", "x + {c}", lambda x, c: x + c),
+    Template("x", "Return x - {c}.", "x - {c}", lambda x, c: x - c),
+    Template("x", "Return x * {c}.", "x * {c}", lambda x, c: x * c),
     Template("x", "Return x modulo {c}.", "x % {c}", lambda x, c: x % c, range(2, 10)),
-    Template("x", "Return x squared plus {c}.", "x * x + {c}", lambda x, c: x * x + c),
+    Template("x", "Return x * x + {c}.", "x * x + {c}", lambda x, c: x * x + c),
     Template("x", "Return True if x is greater than {c}.", "x > {c}", lambda x, c: x > c,
              range(1, 15)),
     Template("x", "Return True if x is divisible by {c}.", "x % {c} == 0",
              lambda x, c: x % c == 0, range(2, 10)),
-    Template("xs", "Return the sum of xs plus {c}.", "sum(xs) + {c}", lambda xs, c: sum(xs) + c),
-    Template("xs", "Return the largest element of xs times {c}.", "max(xs) * {c}",
+    Template("xs", "Return sum(xs) + {c}.", "sum(xs) + {c}", lambda xs, c: sum(xs) + c),
+    Template("xs", "Return max(xs) * {c}.", "max(xs) * {c}",
              lambda xs, c: max(xs) * c),
     Template("xs", "Return how many elements of xs equal {c}.", "xs.count({c})",
              lambda xs, c: xs.count(c), range(0, 10)),
     Template("xs", "Return the elements of xs greater than {c}.", "[v for v in xs if v > {c}]",
              lambda xs, c: [v for v in xs if v > c], range(0, 10)),
-    Template("xs", "Return each element of xs plus {c}.", "[v + {c} for v in xs]",
+    Template("xs", "Return [v + {c} for v in xs].", "[v + {c} for v in xs]",
              lambda xs, c: [v + c for v in xs]),
     Template("s", "Return s repeated {c} times.", "s * {c}", lambda s, c: s * c, range(2, 6)),
     Template("s", "Return the first {c} characters of s.", "s[:{c}]", lambda s, c: s[:c],

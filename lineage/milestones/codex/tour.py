@@ -44,13 +44,13 @@ def run(cfg, workdir):
   first, last = ks[0], max(k for k in ks if k <= 10)
   return f"""## Codex (2021): sampling code, running it, pass@k
 
-A {m.num_layers}-layer, {m.embed_dim}-wide byte-level GPT trained for {cfg.train.steps} steps on
-{c.num_train} solved synthetic problems (a docstring such as "Return x plus 42." and a one-line
-body; held-out loss {trained['eval_loss']:.3f} nats/byte), then asked for {c.num_problems}
-problems whose prompts it never saw (their template and constant it saw under other names,
-some often, some rarely): {c.num_samples} samples each at
+A {m.num_layers}-layer, {m.embed_dim}-wide byte-level GPT trained for {cfg.train.steps} steps
+on {c.num_train} solved synthetic problems (held-out loss {trained['eval_loss']:.3f}
+nats/byte): a docstring and a one-line body, the docstring stating the expression for half the
+templates ("Return x + 17.") and putting it in words for the rest ("Return x modulo 6.").
+Then {c.num_problems} problems whose prompts it never saw, {c.num_samples} samples each at
 temperatures {c.temperatures} (top-p {c.top_p}), cut at Codex's stop sequences, each program
-run in the sandbox ({summary['sandbox']}); {summary['eval_seconds']:.0f} s for
+run in the sandbox ({summary['sandbox']}): {summary['eval_seconds']:.0f} s for
 {sum(summary['statuses'].values())} runs ({summary['statuses']}).
 
 {report.table(curves)}
