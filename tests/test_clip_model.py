@@ -138,3 +138,24 @@ def test_flops_per_example(params):
   assert clip.flops_per_example(CFG, params) == dense + attention
   with pytest.raises(ValueError, match="not a multiple of patch_size"):
     clip.CLIPConfig(image_size=30, patch_size=4)
+
+
+def test_greyscale_pairs_grey_images_with_colourless_captions():
+  from lineage.data import shapes
+  data = shapes.generate(40, seed=0, mention=("colour",))
+  tok = tokenizers.ByteTokenizer()
+  tokens, ends = image_batches.encode_captions(tok, data.captions, 40)
+  plain = image_batches.without_words(data.captions, shapes.COLOURS)
+  assert plain[0] == data.captions[0].replace(shapes.names(data.labels, 0)["colour"] + " ", "")
+  grey = image_batches.Greyscale(0.5, *image_batches.encode_captions(tok, plain, 40))
+  batches = image_batches.ImageTextBatches(data.images, tokens, ends, 20, grey=grey)
+  batch = next(batches)
+  texts = [tok.decode(t[:e]) for t, e in zip(batch["tokens"], batch["ends"])]
+  is_grey = np.ptp(batch["images"].astype(int), axis=-1).max((1, 2)) == 0
+  assert 3 < is_grey.sum() < 17
+  for text, g in zip(texts, is_grey):
+    assert any(c in text for c in shapes.COLOURS) != g, text
+  batches.set_state({"epoch": 0, "position": 0})
+  np.testing.assert_array_equal(next(batches)["images"], batch["images"])  # resumes exactly
+  with pytest.raises(ValueError, match="not in \\[0, 1\\]"):
+    image_batches.Greyscale(1.5, tokens, ends)

@@ -64,7 +64,7 @@ class ImageTextBatches:
   `lineage.train.loop.device_batch` expects. get_state() / set_state() resume exactly.
   """
 
-  def __init__(self, images, tokens, ends, batch_size, seed=0):
+  def __init__(self, images, tokens, ends, batch_size, seed=0, grey=None):
     if not len(images) == len(tokens) == len(ends):
       raise ValueError(f"{len(images)} images, {len(tokens)} token rows and {len(ends)} ends: "
                        "one caption per image")
@@ -75,7 +75,7 @@ class ImageTextBatches:
     if batch_size % processes:
       raise ValueError(f"batch_size={batch_size} does not split over {processes} processes")
     self.images, self.tokens, self.ends = images, tokens, ends
-    self.batch_size, self.seed = batch_size, seed
+    self.batch_size, self.seed, self.grey = batch_size, seed, grey
     self.epoch, self.position = 0, 0
     self._rows = slice(jax.process_index() * batch_size // processes,
                        (jax.process_index() + 1) * batch_size // processes)
@@ -90,15 +90,47 @@ class ImageTextBatches:
     if self.position + self.batch_size > len(self.images):
       self.epoch, self.position = self.epoch + 1, 0
     index = self._order()[self.position:self.position + self.batch_size][self._rows]
+    batch = {"images": self.images[index], "tokens": self.tokens[index],
+             "ends": self.ends[index]}
+    if self.grey is not None:
+      rng = np.random.default_rng([self.seed, self.epoch, self.position, jax.process_index()])
+      batch = self.grey.apply(batch, index, rng)
     self.position += self.batch_size
-    return {"images": self.images[index], "tokens": self.tokens[index],
-            "ends": self.ends[index]}
+    return batch
 
   def get_state(self):
     return {"epoch": self.epoch, "position": self.position}
 
   def set_state(self, state):
     self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+class Greyscale:
+  """Random greyscale with captions that match: a `fraction` of each batch's images lose their
+  colour (each pixel the mean of its channels) and take the caption without its colour words
+  (`tokens`, `ends`: those captions, encoded). SimCLR's random greyscale, kept honest for a
+  contrastive loss: a grey image must not be paired with a caption that names its colour.
+  It teaches shape apart from colour, which is what held-out shape-colour pairs test."""
+
+  def __init__(self, fraction, tokens, ends):
+    if not 0 <= fraction <= 1:
+      raise ValueError(f"greyscale fraction {fraction} is not in [0, 1]")
+    self.fraction, self.tokens, self.ends = fraction, tokens, ends
+
+  def apply(self, batch, index, rng):
+    grey = rng.random(len(index)) < self.fraction
+    images = batch["images"].copy()
+    mean = np.rint(images[grey].astype(np.float32).mean(-1, keepdims=True))
+    images[grey] = np.broadcast_to(mean, images[grey].shape).astype(images.dtype)
+    return {"images": images,
+            "tokens": np.where(grey[:, None], self.tokens[index], batch["tokens"]),
+            "ends": np.where(grey, self.ends[index], batch["ends"])}
+
+
+def without_words(captions, words):
+  """Captions with every word in `words` removed (the colour words of greyscale captions)."""
+  words = set(words)
+  return [" ".join(w for w in c.split(" ") if w not in words) for c in captions]
 
 
 def fixed_batches(images, tokens, ends, batch_size):

@@ -1,0 +1,54 @@
+"""CLIP's part of `make tour`: contrastive training on the synthetic shapes, then zero-shot
+shape classification of held-out shape-colour pairs by prompt ensembles, with a confusion
+matrix, beside the linear probe."""
+
+import os
+import shutil
+
+from lineage import milestones
+from lineage.milestones.clip import modes
+from lineage.train import loop
+from lineage.milestones.clip import task as task_lib
+
+
+def run(cfg, workdir):
+  """Train, evaluate zero-shot with confusion matrices; the section's markdown."""
+  run_dir = os.path.join(workdir, "clip", "shapes")
+  _, summary = loop.train(cfg, run_dir, task_lib.build_task(cfg, run_dir))
+  zero_shot = modes.run_zero_shot(cfg, run_dir)
+  shutil.copy(os.path.join(run_dir, "confusion_shape_held_out.png"),
+              os.path.join(workdir, "clip_confusion.png"))
+  m, d = cfg.model, cfg.data
+  rows = []
+  for split in cfg.zero_shot.splits.split(","):
+    for task in cfg.zero_shot.templates:
+      key = f"{task}_{split}"
+      probe = summary.get(f"eval_probe_{key}")
+      rows.append(f"| {task} | {split} | {zero_shot[key]['accuracy']:.1%} | "
+                  f"{zero_shot[key]['single_template']:.1%} | "
+                  f"{'' if probe is None else f'{probe:.1%}'} |")
+  held = ", ".join(f"{s} {c}" for s, c in task_lib.held_out_pairs(d))
+  return f"""## CLIP (2021): contrastive image-text pre-training, zero-shot transfer
+
+A {m.vision_layers}-layer ViT ({m.patch_size}x{m.patch_size} patches of {m.image_size}x{m.image_size}
+images, {m.vision_width} wide) and a {m.text_layers}-layer GPT text encoder ({m.text_width} wide,
+read at the end-of-text token) trained for {cfg.train.steps} steps of {cfg.train.batch_size}
+image-caption pairs with the symmetric contrastive loss (final loss {summary['final_train_loss']:.3f},
+logit scale {summary['eval_logit_scale']:.1f}, learned from 1/0.07). The {d.num_train} training scenes
+of `shapes` never show the held-out pairs ({held}); their captions name the shape and, half the
+time each, the colour, size and position. Zero-shot, each class name fills
+{len(cfg.zero_shot.templates['shape'].split('|'))} prompt templates whose embeddings are averaged
+("ensemble") or the first alone ("a photo of a {{}}"); the linear probe is a logistic regression on
+the frozen image features of {cfg.probe.train_examples} training images.
+
+| task | split | zero-shot, ensemble | zero-shot, one template | linear probe |
+|---|---|---:|---:|---:|
+{chr(10).join(rows)}
+
+Zero-shot shape classification of held-out pairs (rows: true shape):
+
+![zero-shot confusion matrix](clip_confusion.png)
+"""
+
+
+SECTION = milestones.TourSection("clip", "configs/clip.py:tiny", run)

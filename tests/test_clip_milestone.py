@@ -1,0 +1,159 @@
+"""CLIP's task: the loss over a batch sharded on 8 devices equals one device's, micro-batches
+are refused, zero-shot prompt ensembles and the linear probe; the end-to-end runs are slow."""
+
+import json
+import os
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from configs import clip as clip_config
+from lineage.milestones import clip as clip_milestone
+from lineage.milestones.clip import task as task_lib
+from lineage.milestones.clip import zero_shot
+from lineage.train import loop, sharding
+
+
+def _small_config(**train):
+  cfg = clip_config.get_config("tiny")
+  cfg.model.update(vision_layers=1, text_layers=1, vision_width=32, text_width=32, embed_dim=16,
+                   patch_size=8)
+  cfg.data.update(num_train=64, num_eval=16)
+  cfg.zero_shot.batch_size = 16
+  cfg.probe.train_examples = 64
+  cfg.train.update(batch_size=16, **train)
+  return cfg
+
+
+def test_sharded_loss_equals_one_device(tmp_path):
+  """The logits span the global batch, so every device's captions are every image's negatives."""
+  assert jax.device_count() == 8, "conftest forces 8 CPU devices"
+  cfg = _small_config()
+  cfg.mesh.update(data=4, fsdp=2, tensor=1)
+  task = task_lib.build_task(cfg, str(tmp_path))
+  trainer = loop.build_trainer(cfg, task)
+  state = trainer.init_state(jax.random.PRNGKey(0))
+  batch = next(task.train_data)
+  with jax.set_mesh(trainer.mesh), nn.logical_axis_rules(sharding.LOGICAL_RULES):
+    sharded = trainer.eval_step(state.params, loop.device_batch(batch, trainer.mesh))
+  assert len(loop.device_batch(batch, trainer.mesh)["images"].sharding.device_set) == 8
+  params = jax.device_get(state.params)
+  loss = jax.jit(task.loss_fn, static_argnums=3)
+  single = loss(params, batch, jax.random.PRNGKey(0), True)[0]
+  np.testing.assert_allclose(sharded["loss_sum"], single, rtol=1e-5)
+  # Each device's eighth of the batch on its own would see 2 pairs: a different, lower loss.
+  local = np.mean([loss(params, {k: v[i:i + 2] for k, v in batch.items()},
+                        jax.random.PRNGKey(0), True)[0] / 2 for i in range(0, 16, 2)])
+  assert local < single / 16 - 0.5
+
+
+def test_micro_batches_are_refused(tmp_path):
+  cfg = _small_config(micro_batches=2)
+  with pytest.raises(ValueError, match="train.micro_batches=2: CLIP's contrastive loss compares"):
+    task_lib.build_task(cfg, str(tmp_path))
+
+
+class _FakeEncoder:
+  """Embeds a prompt by the word it names: class c's prompts lean to axis c, each template
+  adding its own noise, so averaging templates cancels the noise."""
+
+  def __init__(self, names, noise):
+    self.names, self.noise = names, noise
+
+  def embed_texts(self, prompts):
+    rows = []
+    for p in prompts:
+      template = p.replace(next(n for n in self.names if n in p), "{}")
+      v = np.eye(len(self.names))[next(i for i, n in enumerate(self.names) if n in p)]
+      v = v + self.noise[template]
+      rows.append(v / np.linalg.norm(v))
+    return np.asarray(rows)
+
+
+def test_prompt_ensemble_averages_normalised_embeddings():
+  names = ("circle", "square", "cross")
+  templates = ["a {}", "a photo of a {}", "there is a {}"]
+  rng = np.random.default_rng(0)
+  encoder = _FakeEncoder(names, {t: rng.normal(0, 0.6, 3) for t in templates})
+  classes = zero_shot.class_embeddings(encoder, names, templates)
+  embedded = encoder.embed_texts([t.format(n) for n in names for t in templates]).reshape(3, 3, 3)
+  expected = embedded.mean(1) / np.linalg.norm(embedded.mean(1), axis=1, keepdims=True)
+  np.testing.assert_allclose(classes, expected, rtol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(classes, axis=1), 1, rtol=1e-6)
+  images = np.eye(3)
+  assert list(zero_shot.classify(images, classes)) == [0, 1, 2]
+  matrix = zero_shot.confusion_matrix([0, 0, 1, 2], [0, 1, 1, 2], 3)
+  assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_linear_probe_separates_classes():
+  rng = np.random.default_rng(0)
+  centres = rng.normal(0, 3, (4, 8))
+  labels = rng.integers(4, size=400)
+  features = centres[labels] + rng.normal(size=(400, 8))
+  accuracy, c = zero_shot.linear_probe(features[:300], labels[:300],
+                                       {"test": (features[300:], labels[300:]),
+                                        "noise": (rng.normal(size=(100, 8)), labels[300:])})
+  assert accuracy["test"] > 0.9 and accuracy["noise"] < 0.5 and c in zero_shot.PROBE_C_GRID
+  with pytest.raises(ValueError, match="single class"):
+    zero_shot.linear_probe(features[:10], np.zeros(10, int), {})
+
+
+def test_evaluator_rejects_unknown_task(tmp_path):
+  cfg = _small_config()
+  cfg.zero_shot.templates.texture = "a {} thing"
+  with pytest.raises(ValueError, match="names task 'texture'"):
+    task_lib.build_task(cfg, str(tmp_path))
+
+
+def _trained(tmp_path_factory, preset, steps):
+  workdir = tmp_path_factory.mktemp(preset)
+  cfg = clip_config.get_config(preset)
+  cfg.train.steps = steps
+  _, summary = clip_milestone.run("train", cfg, str(workdir))
+  return cfg, str(workdir), summary
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+  return _trained(tmp_path_factory, "tiny", clip_config.get_config("tiny").train.steps)
+
+
+@pytest.mark.slow
+def test_shapes_zero_shot_on_held_out_pairs(shapes_run):
+  cfg, workdir, summary = shapes_run
+  assert summary["eval_zero_shot_shape_held_out"] >= 0.8, summary
+  assert summary["eval_zero_shot_shape_held_out"] >= summary["eval_zero_shot_shape_held_out_single"]
+  assert summary["eval_probe_shape_held_out"] > 0.8
+  result = clip_milestone.run("zero_shot", cfg, workdir)
+  np.testing.assert_allclose(result["shape_held_out"]["accuracy"],
+                             summary["eval_zero_shot_shape_held_out"])
+  assert os.path.exists(os.path.join(workdir, "confusion_shape_held_out.png"))
+  assert json.load(open(os.path.join(workdir, "zero_shot.json")))["shape_held_out"]["examples"] \
+      == cfg.data.num_eval
+
+
+@pytest.mark.slow
+def test_trained_run_loads_for_reranking(shapes_run):
+  from lineage.data import shapes
+  _, workdir, _ = shapes_run
+  encoder = clip_milestone.load(workdir)
+  data = shapes.generate(8, seed=123, split="held_out", mention=("colour",))
+  scores = encoder.scores(data.images, data.captions)
+  assert scores.shape == (8, 8)
+  assert np.mean(np.argmax(scores, axis=1) == np.arange(8)) > 0.5  # own caption ranks first
+  with pytest.raises(ValueError, match=r"expects \[batch, 32, 32, 3\]"):
+    encoder.embed_images(np.zeros((2, 8, 8, 1), np.uint8))
+  with pytest.raises(ValueError, match="caption 0 is empty"):
+    encoder.embed_texts([""])
+
+
+@pytest.mark.slow
+def test_digits_reports_zero_shot_and_probe_side_by_side(tmp_path_factory):
+  _, _, summary = _trained(tmp_path_factory, "digits", 30)
+  for key in ("eval_zero_shot_digit_test", "eval_zero_shot_digit_test_single",
+              "eval_probe_digit_test"):
+    assert 0 <= summary[key] <= 1, summary
+  assert summary["eval_probe_digit_test"] > 0.5  # real features of real digits, even this early
