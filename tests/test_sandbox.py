@@ -7,6 +7,7 @@ process it starts, and at a listener it opens: never at the repository.
 
 import dataclasses
 import os
+import pathlib
 import select
 import socket
 import subprocess
@@ -285,6 +286,35 @@ def test_probe_reports_the_mode_in_effect():
   text = probed.describe()
   assert ("namespaces" in text) == bool(probed.unshare)
   assert ("Landlock ABI" in text) == (probed.landlock_abi > 0)
+  assert ("seccomp (no new processes)" in text) == probed.seccomp
   assert Isolation().prefix == [] and "no namespaces" in Isolation().describe()
   if probed.unshare:
     assert probed.prefix[0] == probed.unshare and "--net" in probed.prefix
+
+
+def test_seccomp_filter_refuses_processes_in_the_kernel_without_the_hook(tmp_path):
+  """The filter alone (no audit hook): fork, exec and subprocess fail, threads still run."""
+  if not isolation.probe().seccomp:
+    pytest.skip("this kernel or architecture has no seccomp filter support here")
+  script = textwrap.dedent(f"""
+      import os, subprocess, threading
+      from lineage.sandbox import child
+      child._restrict({str(tmp_path)!r}, landlock=False, seccomp=True)
+      refused = []
+      for attempt in (os.fork, lambda: os.execv("/bin/true", ["true"]),
+                      lambda: subprocess.run(["/bin/true"])):
+        try:
+          attempt()
+          print("escaped")
+        except OSError as e:
+          refused.append(e.errno)
+      done = []
+      thread = threading.Thread(target=lambda: done.append(1))
+      thread.start()
+      thread.join()
+      print(refused, done)
+      """)
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=str(pathlib.Path(__file__).parent.parent))
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == "[1, 1, 1] [1]"  # EPERM three times; the thread ran

@@ -20,7 +20,14 @@ import sys
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
 _FS_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read file, read dir
 _FS_BITS_BY_ABI = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}  # access bits handled at each ABI
-_PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 4, 38
+_PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 4, 38, 22, 2
+# seccomp: each architecture's audit number and its process system calls (fork and vfork
+# exist only on x86_64).
+SECCOMP_ARCHES = {
+    "x86_64": (0xC000003E, {"fork": 57, "vfork": 58, "execve": 59, "execveat": 322,
+                            "clone": 56, "clone3": 435}),
+    "aarch64": (0xC00000B7, {"execve": 221, "execveat": 281, "clone": 220, "clone3": 435}),
+}
 
 # Audit events refused outright: processes, signals, sockets, and the ways into the
 # frames, objects and memory of the bootstrap (where the nonce is) or around this hook.
@@ -56,13 +63,57 @@ def _set_limits(limits):
     resource.setrlimit(getattr(resource, name), (value, hard))
 
 
-def _landlock(workdir):
-  """Restricts this process with Landlock; returns its ABI version, 0 where unavailable."""
+def _restrict(workdir, landlock, seccomp):
+  """no_new_privs and undumpable, then Landlock and the seccomp filter where asked."""
   import ctypes
   libc = ctypes.CDLL(None, use_errno=True)
   libc.syscall.restype = ctypes.c_long
   libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
   libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+  if landlock:
+    _landlock(ctypes, libc, workdir)
+  if seccomp:
+    _seccomp(ctypes, libc)
+
+
+def _seccomp(ctypes, libc):
+  """A seccomp filter refusing new processes and exec in the kernel, whatever Python does:
+  fork, vfork and execve fail with EPERM, clone without CLONE_THREAD too (threads still
+  start), clone3 with ENOSYS (its flags sit in memory a filter cannot read; the C library then
+  falls back to clone). Even where RLIMIT_NPROC does not bind (a harness running as root),
+  a program cannot start a second process."""
+  import platform
+  arch, numbers = SECCOMP_ARCHES[platform.machine()]
+  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_JMP|JSET|K, BPF_RET|K
+  ld_abs, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+  allow, eperm, enosys = 0x7FFF0000, 0x00050000 | 1, 0x00050000 | 38
+  refused = [n for n in (numbers.get("fork"), numbers.get("vfork"), numbers["execve"],
+                         numbers["execveat"]) if n is not None]
+  # Another ABI's calls (i386's int 0x80, x32's numbers from 2^30) are refused wholesale.
+  program = [(ld_abs, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, eperm), (ld_abs, 0, 0, 0),
+             (jge, 0, 1, 0x40000000), (ret, 0, 0, eperm)]
+  for n in refused:
+    program += [(jeq, 0, 1, n), (ret, 0, 0, eperm)]
+  program += [(jeq, 0, 1, numbers["clone3"]), (ret, 0, 0, enosys),
+              (jeq, 0, 3, numbers["clone"]), (ld_abs, 0, 0, 16),  # clone's flags (low half)
+              (jset, 1, 0, 0x00010000), (ret, 0, 0, eperm),  # CLONE_THREAD: a thread
+              (ret, 0, 0, allow)]
+
+  class Filter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+  class Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(Filter))]
+
+  filters = (Filter * len(program))(*[Filter(*f) for f in program])
+  if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER,
+                ctypes.byref(Program(len(program), filters)), 0, 0) != 0:
+    raise OSError(ctypes.get_errno(), "installing the seccomp filter failed")
+
+
+def _landlock(ctypes, libc, workdir):
+  """Restricts this process with Landlock; returns its ABI version, 0 where unavailable."""
   abi = libc.syscall(_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
   if abi < 1:
     return 0
@@ -176,8 +227,7 @@ def main():
   os.environ.clear()
   os.environ.update(PATH="/usr/bin:/bin", HOME=workdir, TMPDIR=workdir, LANG="C.UTF-8")
   _set_limits(settings["limits"])
-  if settings["landlock"]:
-    _landlock(workdir)
+  _restrict(workdir, settings["landlock"], settings["seccomp"])
   for name in [m for m in sys.modules if m.partition(".")[0] in _REFUSED_IMPORTS]:
     del sys.modules[name]
   with open(settings["program"], encoding="utf-8") as f:

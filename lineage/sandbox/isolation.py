@@ -9,8 +9,10 @@ namespaces: `unshare --user --map-root-user --net --pid --fork --mount-proc --ki
   namespaces (or root).
 landlock: the kernel's Landlock ABI (0: none). The child restricts itself (see child.py).
   ABI 4 adds TCP bind/connect rules, ABI 6 signal scoping.
+seccomp: whether the child installs its seccomp filter (no fork, exec or non-thread clone in
+  the kernel); needs a kernel with seccomp and an architecture whose numbers child.py knows.
 
-Where neither is available the child still runs in its own session with resource limits and
+Where none is available the child still runs in its own session with resource limits and
 the audit hook of child.py, which refuses sockets, new processes, signals and writes outside
 its directory from Python code; what the hook cannot stop is code that reaches the C level
 without Python's audited functions (it refuses ctypes, but an extension module already built
@@ -20,8 +22,11 @@ on the machine could be loaded). `describe()` says which mode is in effect.
 import ctypes
 import dataclasses
 import functools
+import platform
 import shutil
 import subprocess
+
+from lineage.sandbox import child
 
 UNSHARE_FLAGS = ("--user", "--map-root-user", "--net", "--pid", "--fork", "--mount-proc",
                  "--kill-child")
@@ -32,6 +37,7 @@ class Isolation:
   """The kernel mechanisms in effect; `prefix` goes before the child's command line."""
   unshare: str = ""  # the unshare binary, "" when namespaces are not used
   landlock_abi: int = 0
+  seccomp: bool = False
 
   @property
   def prefix(self):
@@ -42,6 +48,8 @@ class Isolation:
              "no namespaces (unshare missing or refused): own session only"]
     parts.append(f"Landlock ABI {self.landlock_abi}" if self.landlock_abi else
                  "no Landlock: writes outside the directory are refused by the audit hook only")
+    parts.append("seccomp (no new processes)" if self.seccomp else
+                 "no seccomp: new processes are refused by the audit hook (and RLIMIT_NPROC)")
     return "; ".join(parts) + "; rlimits and the audit hook always"
 
 
@@ -54,6 +62,16 @@ def landlock_abi():
   except (OSError, AttributeError):
     return 0
   return max(int(version), 0)
+
+
+def seccomp_available():
+  """Whether the kernel has seccomp filters and child.py knows this architecture's calls."""
+  try:
+    with open("/proc/self/status") as f:
+      status = f.read()
+  except OSError:
+    return False
+  return "Seccomp:" in status and platform.machine() in child.SECCOMP_ARCHES
 
 
 def namespaces_work(unshare):
@@ -71,4 +89,4 @@ def probe():
   unshare = shutil.which("unshare") or ""
   if unshare and not namespaces_work(unshare):
     unshare = ""
-  return Isolation(unshare=unshare, landlock_abi=landlock_abi())
+  return Isolation(unshare=unshare, landlock_abi=landlock_abi(), seccomp=seccomp_available())

@@ -129,7 +129,8 @@ class Sandbox:
       f.write(program)
     nonce = secrets.token_hex(16)
     settings = {"nonce": nonce, "workdir": workdir, "program": program_path,
-                "limits": self.limits.child(), "landlock": self.isolation.landlock_abi > 0}
+                "limits": self.limits.child(), "landlock": self.isolation.landlock_abi > 0,
+                "seccomp": self.isolation.seccomp}
     out_path, err_path = os.path.join(root, "stdout"), os.path.join(root, "stderr")
     start = time.perf_counter()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
