@@ -27,6 +27,7 @@ def _small_config(**train):
   return cfg
 
 
+@pytest.mark.slow
 def test_sharded_loss_equals_one_device(tmp_path):
   """The logits span the global batch, so every device's captions are every image's negatives."""
   assert jax.device_count() == 8, "conftest forces 8 CPU devices"
