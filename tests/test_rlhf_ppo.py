@@ -84,17 +84,16 @@ def test_minibatches_cover_the_rollout_each_epoch_and_the_kl_coefficient_is_stat
 
 
 def test_bad_settings_are_clear_errors():
+  # The checks come before the parameters are used: none are needed to trigger them.
   with pytest.raises(ValueError, match="not a multiple of minibatch"):
     ppo.Settings(rollout_batch=10, minibatch=4)
-  params = _params(0)
   with pytest.raises(ValueError, match="exceed the context"):
     ppo.Rollouts(CFG, CFG, ppo.Settings(rollout_batch=8, minibatch=8, prompt_len=12,
-                                        max_new_tokens=8), [[1]], params["policy"],
-                 params["value"], EOT, kl.FixedKL(0.1), 0)
-  with pytest.raises(ValueError, match="longer than prompt_len"):
-    ppo.Rollouts(CFG, CFG, SETTINGS, [[1] * 5], params["policy"], params["value"], EOT,
+                                        max_new_tokens=8), [[1]], None, None, EOT,
                  kl.FixedKL(0.1), 0)
+  with pytest.raises(ValueError, match="longer than prompt_len"):
+    ppo.Rollouts(CFG, CFG, SETTINGS, [[1] * 5], None, None, EOT, kl.FixedKL(0.1), 0)
   with pytest.raises(ValueError, match="needs a pretraining batch"):
     ppo.Rollouts(CFG, CFG, ppo.Settings(rollout_batch=8, minibatch=8, prompt_len=4,
-                                        max_new_tokens=6, ptx_coef=1.0), [[1]],
-                 params["policy"], params["value"], EOT, kl.FixedKL(0.1), 0)
+                                        max_new_tokens=6, ptx_coef=1.0), [[1]], None, None,
+                 EOT, kl.FixedKL(0.1), 0)

@@ -17,6 +17,13 @@ TINY = gpt.GPTConfig(vocab_size=11, context=16, num_layers=1, num_heads=2, embed
                      mlp_dim=32, dropout=0.0, attention_impl="xla")
 
 
+def _init_gpt(seed):
+  """A TINY GPT's parameters, initialised under jit (eager initialisation dispatches every
+  op on its own, seconds on a busy machine)."""
+  init = jax.jit(lambda r: gpt.GPT(TINY).init(r, jnp.zeros((1, 4), jnp.int32))["params"])
+  return init(jax.random.PRNGKey(seed))
+
+
 def _numpy_gae(rewards, values, mask, gamma, lam):
   """The textbook loop over each row's actions, compacted (the mask's gaps removed)."""
   adv = np.zeros_like(rewards)
@@ -134,7 +141,7 @@ def test_sft_mask_covers_only_the_response_and_packing_keeps_examples_apart():
 
   # The packed loss is the sum of each example's response loss computed alone.
   model = gpt.GPT(TINY)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
+  params = _init_gpt(0)
   loss_sum, aux = jax.jit(lm_loss.lm_loss_fn(model), static_argnums=3)(
       params, {k: jnp.asarray(v) for k, v in a.items()}, None, True)
   apply = jax.jit(lambda p, t: model.apply({"params": p}, t))
@@ -198,27 +205,29 @@ def test_comparisons_drop_identical_responses_and_count_them():
   assert identical == 2 and len(pairs) == 3 - 1 + 1
 
 
+@pytest.mark.slow
 def test_reward_model_reads_the_final_token():
   model = reward.RewardModel(TINY)
-  params = reward.init_params(model, jax.random.PRNGKey(0))
+  params = jax.jit(lambda r: reward.init_params(model, r))(jax.random.PRNGKey(0))
   params = jax.tree.map(lambda x: x.unbox() if hasattr(x, "unbox") else x, params,
                         is_leaf=lambda x: hasattr(x, "unbox"))
   params["score_head"]["kernel"] = jax.random.normal(jax.random.PRNGKey(1), (16, 1))
   rows = layout.rows([[1, 2], [3]], [[4, 9], [9]], 2, 3)
-  got = model.apply({"params": params}, rows["tokens"], rows["positions"],
-                    rows["segment_ids"], method="reward")
+  got = jax.jit(lambda p, r: model.apply({"params": p}, r["tokens"], r["positions"],
+                                         r["segment_ids"], method="reward"))(params, rows)
+  values = jax.jit(lambda p, t: model.apply({"params": p}, t, method="values"))
   for i, toks in enumerate([[1, 2, 4, 9], [3, 9]]):
-    alone = model.apply({"params": params}, jnp.asarray([toks]), method="values")[0, -1]
+    alone = values(params, jnp.asarray([toks]))[0, -1]
     assert float(got[i]) == pytest.approx(float(alone), rel=1e-4, abs=1e-5)
   shifted, shift = reward.normalised(model, params, rows, batch_size=2)
   scores = reward.score_rows(model, shifted, rows, batch_size=2)
   assert abs(scores.mean()) < 1e-5 and shift == pytest.approx(float(got.mean()), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_dpo_loss_matches_brute_force():
   model = gpt.GPT(TINY)
-  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
-  ref = model.init(jax.random.PRNGKey(1), jnp.zeros((1, 4), jnp.int32))["params"]
+  params, ref = _init_gpt(0), _init_gpt(1)
   pairs = [([1, 2], [3, 4], [5]), ([6], [7], [8, 9, 1])]
   arrays = dpo.encode_pairs(pairs, prompt_len=3, response_len=4, eot_id=10)
   arrays = dpo.add_reference(TINY, ref, arrays, batch_size=2)
