@@ -1,16 +1,19 @@
 """CLIP (Radford et al. 2021): contrastive image-text pre-training, zero-shot by prompts.
 
 Tiny (the default; CPU, the embedded synthetic shapes): a 2-layer ViT on 4x4 patches of 32x32
-images and a 2-layer GPT text encoder, both 64 wide, trained on 20,000 captioned scenes whose
-held-out shape-colour pairs (circle-red, square-green, ...) never appear in training.
-Zero-shot shape accuracy on those held-out pairs, prompt ensemble and single template, with
-the linear probe beside it, lands in summary.json:
+images and a 2-layer GPT text encoder, both 64 wide, trained for 1,000 steps of 128 pairs on
+20,000 captioned scenes whose held-out shape-colour pairs (circle-red, square-green, ...) never
+appear in training, a quarter of each batch turned grey with colourless captions. About 290 s
+of CPU (18 min wall on 2 cores shared with ~8 other jobs). Expect zero-shot shape accuracy on
+the held-out pairs 0.82 (prompt ensemble; 0.83 with one template), 0.99 on unseen scenes of
+training pairs, colour 0.99; the linear probe 0.77 and 0.99. In summary.json:
   python -m experiments.clip --config=configs/clip.py:tiny --workdir=runs/clip_tiny
   python -m experiments.clip --config=configs/clip.py:tiny --workdir=runs/clip_tiny \
       --mode=zero_shot    # zero_shot.json and a confusion-matrix PNG per task and split
   python -m experiments.clip --config=configs/clip.py:tiny --workdir=runs/clip_tiny --mode=probe
 Digits (scikit-learn's 1,797 real 8x8 digits, 1,437 to train, 360 to test; captions "a photo
-of the digit seven" from five templates): zero-shot and linear-probe accuracy side by side:
+of the digit seven" from five templates), 400 steps, about 70 s of CPU: zero-shot 0.84
+(one template 0.83) and linear probe 0.86, side by side in summary.json:
   python -m experiments.clip --config=configs/clip.py:digits --workdir=runs/clip_digits
 Runtimes and results measured: docs/results/clip.md.
 Paper (vit_b32: ViT-B/32 at 224x224, a 12-layer 512-wide text transformer with 76 tokens of
@@ -73,8 +76,11 @@ def get_config(preset="tiny"):
 
   if preset == "tiny":
     c.model = _tiny_model()
-    c.train.update(steps=500, batch_size=128, lr=2e-3, warmup_steps=50, weight_decay=0.1,
-                   log_every=50, eval_every=500, eval_batches=4, checkpoint_every=500)
+    # A quarter of each batch grey with colourless captions: without it shape features stay
+    # tied to colour and held-out pairs score 0.51 after 600 steps (docs/results/clip.md).
+    c.data.grey_fraction = 0.25
+    c.train.update(steps=1000, batch_size=128, lr=2e-3, warmup_steps=50, weight_decay=0.1,
+                   log_every=100, eval_every=1000, eval_batches=4, checkpoint_every=1000)
   elif preset == "digits":
     c.model = _tiny_model(image_size=8, channels=1, patch_size=2)
     c.data.update(name="digits", eval_split="test")

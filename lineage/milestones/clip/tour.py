@@ -7,8 +7,8 @@ import shutil
 
 from lineage import milestones
 from lineage.milestones.clip import modes
-from lineage.train import loop
 from lineage.milestones.clip import task as task_lib
+from lineage.train import loop
 
 
 def run(cfg, workdir):
@@ -36,7 +36,8 @@ read at the end-of-text token) trained for {cfg.train.steps} steps of {cfg.train
 image-caption pairs with the symmetric contrastive loss (final loss {summary['final_train_loss']:.3f},
 logit scale {summary['eval_logit_scale']:.1f}, learned from 1/0.07). The {d.num_train} training scenes
 of `shapes` never show the held-out pairs ({held}); their captions name the shape and, half the
-time each, the colour, size and position. Zero-shot, each class name fills
+time each, the colour, size and position; {d.grey_fraction:.0%} of each batch is turned grey with
+its colour words dropped from the caption. Zero-shot, each class name fills
 {len(cfg.zero_shot.templates['shape'].split('|'))} prompt templates whose embeddings are averaged
 ("ensemble") or the first alone ("a photo of a {{}}"); the linear probe is a logistic regression on
 the frozen image features of {cfg.probe.train_examples} training images.
