@@ -158,3 +158,13 @@ def test_digits_reports_zero_shot_and_probe_side_by_side(tmp_path_factory):
               "eval_probe_digit_test"):
     assert 0 <= summary[key] <= 1, summary
   assert summary["eval_probe_digit_test"] > 0.5  # real features of real digits, even this early
+
+
+def test_binary_refuses_bad_mode_and_missing_run(tmp_path):
+  from absl import app
+  from tests import binaries
+  with pytest.raises(app.UsageError, match="--mode=sample is not a mode of this binary"):
+    binaries.run_in_process("clip", "--config=configs/clip.py:tiny", f"--workdir={tmp_path}",
+                            "--mode=sample")
+  with pytest.raises(FileNotFoundError, match="no config.json in"):
+    clip_milestone.load(str(tmp_path))
