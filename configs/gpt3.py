@@ -75,21 +75,21 @@ def get_config(preset="tiny"):
   c.icl = ml_collections.ConfigDict(dict(
       num_items=64, num_labels=4, ways=4, pairs=17, heldout_items=16, heldout_every=8,
       shots="0,1,2,4,8,16", variants="dense,banded", window=8, eval_examples=1000,
-      eval_seed=1234, tour_steps=1500))
+      eval_seed=1234, tour_steps=1000))
   # Few-shot evaluation (lineage.eval.few_shot) of a trained LM (--mode=few_shot, and the
   # accuracy of each size in --mode=scaling): tasks among lineage.eval.few_shot_tasks.TASKS;
   # on_too_few: error | clip when K exceeds the demonstrations a task has; rules: "" for
   # all of lineage.eval.few_shot.RULES or a comma-separated subset; model_name: the table's block
   # (default: the source directory's name).
   c.few_shot = ml_collections.ConfigDict(dict(
-      tasks="synthetic_successor,synthetic_cloze,synthetic_compare", shots="0,1,4",
+      tasks="synthetic_cloze,synthetic_compare", shots="0,1,4",
       max_examples=64, limit=64, batch_size=16, seed=0, on_too_few="error", rules="",
       model_name=""))
   # --mode=scaling: GPT sizes "layers x width" (heads = width / head_dim), dense, each
   # trained on data.* with the same steps and batch (the same tokens); vocab_size: the
   # tokenizer's (257: bytes and end of text).
   c.scaling = ml_collections.ConfigDict(dict(
-      sizes="1x16,2x32,2x64,3x96,4x128", head_dim=16, steps=300, batch_size=16, lr=3e-3,
+      sizes="2x32,2x48,2x64,3x96,4x128", head_dim=16, steps=300, batch_size=16, lr=3e-3,
       warmup_steps=50, power_law_offset=False, vocab_size=257))
 
   if preset == "tiny":

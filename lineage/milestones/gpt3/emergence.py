@@ -159,7 +159,8 @@ def table(summary):
   """Markdown: accuracy at each K per variant, chance and a perfect learner's ceiling."""
   shots = summary["shots"]
   head = "| | " + " | ".join(f"K={k}" for k in shots) + " |\n|---|" + "---|" * len(shots)
-  rows = [f"| {v} ({'window ' + str(r['local_window']) if r['local_window'] else 'dense'}) | "
+  band = lambda w: f"odd layers banded to {w} tokens" if w else "every layer dense"
+  rows = [f"| {v} ({band(r['local_window'])}) | "
           + " | ".join(f"{r['accuracy'][k]:.3f}" for k in shots) + " |"
           for v, r in summary["variants"].items()]
   rows += [f"| {v}, new symbols | " + " | ".join(f"{r['new_symbols_accuracy'][k]:.3f}"
