@@ -8,7 +8,8 @@ minutes (393 s measured); expect accuracy on held-out mappings near chance (0.25
 at least 0.8 at K=16 with dense attention (measured 0.242 and 0.978; banded 0.233 and 0.793):
   python -m experiments.gpt3 --config=configs/gpt3.py:tiny --workdir=runs/gpt3 --mode=train
 The scaling sweep (five sizes, one token budget, power laws of held-out loss against size and
-compute, few-shot accuracy against size), about SCALING_MINUTES minutes on 2 cores:
+compute, few-shot accuracy against size), about 4 CPU minutes (228 s measured; power law
+R^2 0.987 against non-embedding parameters):
   python -m experiments.gpt3 --config=configs/gpt3.py:tiny --workdir=runs/gpt3_scaling \
       --mode=scaling
 Few-shot evaluation (lineage.eval.few_shot: the paper's prompts and scoring rules) of a

@@ -14,7 +14,7 @@ from lineage.milestones.gpt3 import emergence
 def run(cfg, workdir):
   """Train both variants on the short schedule, plot the curve; the section's markdown."""
   cfg = cfg.copy_and_resolve_references()
-  steps = cfg.icl.tour_steps
+  steps, full_steps = cfg.icl.tour_steps, cfg.train.steps
   cfg.train.update(steps=steps, schedule="constant", eval_every=steps, checkpoint_every=steps)
   run_dir = os.path.join(workdir, "gpt3")
   summary = emergence.run(cfg, run_dir)
@@ -24,7 +24,7 @@ def run(cfg, workdir):
   return f"""## GPT-3 (2020): in-context learning
 
 A {m.num_layers}-layer, {m.embed_dim}-wide GPT trained for {steps} steps at a constant rate
-(the tour's short schedule; the full run trains {cfg.train.steps}, cosine) on sequences "x1 y1 x2 y2 ... xq yq" in each
+(the tour's short schedule; the full run trains {full_steps}, cosine) on sequences "x1 y1 x2 y2 ... xq yq" in each
 of which a fresh random mapping gives each of up to {c.ways} item symbols (of {c.num_items})
 one of {c.num_labels} labels. No mapping can be learned into the weights, so the label after
 a query is only predictable from the demonstrations before it in the same prompt. Accuracy on
