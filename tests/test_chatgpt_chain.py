@@ -58,6 +58,8 @@ def test_multi_turn_sft_learns_assistant_turns_only():
   for (ids, mask), turns in zip(dialogue.sft_examples(template, dialogues), dialogues):
     ends = [i for i, t in enumerate(ids) if t == template.end_id and mask[i]]
     assert len(ends) == sum(t.role == "assistant" for t in turns)
+  with pytest.raises(ValueError, match="a dialogue takes .* tokens, more than seq_len"):
+    dialogue.check_fits(template, dialogues, 16)
   with pytest.raises(ValueError, match="chat template's special tokens"):
     dialogue.chat_model(gpt.GPTConfig(vocab_size=257, context=32, num_layers=1, num_heads=1,
                                       embed_dim=8, mlp_dim=8))
@@ -143,6 +145,10 @@ def test_chain_killed_in_a_stage_continues_from_it(tmp_path):
   summary = json.loads((workdir / "summary.json").read_text())
   assert set(summary["stages"]) == {"pretrain", "sft", "rm", "ppo", "chat", "pretrain_no_code"}
   assert set(summary["dialogue_dependent_accuracy"]) == {"base", "sft", "ppo"}
+  assert set(summary["side_by_side"]["Explain ChatGPT"]) == {"base", "sft", "ppo"}
+  assert summary["side_by_side"]["Explain ChatGPT"]["base"].startswith("Explain ChatGPT")
+  probes = summary["code_comparison"]["with_code"]
+  assert 0 <= probes["probe_multi_step"] <= 1 and 0 <= probes["probe_retrieval"] <= 1
   report_text = (workdir / "report.md").read_text()
   assert "| ppo |" in report_text and "A scripted chat with the PPO model" in report_text
   assert (workdir / "chat" / "transcript.txt").read_text().count("assistant: ") >= 4

@@ -100,6 +100,17 @@ def test_run_ends_cleanly_at_end_of_input(model_and_params):
   assert [t.content for t in turns][0] == "add tea"
 
 
+def test_chat_mode_refuses_a_missing_prompt_file_or_model(tmp_path):
+  from configs import chatgpt as chatgpt_config
+  from lineage.milestones import chatgpt
+  cfg = chatgpt_config.get_config()
+  with pytest.raises(ValueError, match="--mode=chat needs the model"):
+    chatgpt.run_chat(cfg)
+  cfg.init_from = str(tmp_path)
+  with pytest.raises(FileNotFoundError, match="--prompt_file=.*does not exist"):
+    chatgpt.run_chat(cfg, prompt_file=str(tmp_path / "missing.txt"))
+
+
 def _read_until(fd, needle, timeout):
   data, end = b"", time.time() + timeout
   while needle.encode() not in data:

@@ -4,6 +4,7 @@ lineage.rlhf applied to replies in multi-turn context, an interactive streaming 
 whole lineage from an empty directory to a chat model in one command (--mode=chain).
 experiments/chatgpt.py is its binary."""
 
+import os
 import sys
 
 from lineage.milestones.chatgpt import chain, session, stages
@@ -17,6 +18,9 @@ def run_chat(cfg, prompt_file=None, out=None):
   if not cfg.init_from:
     raise ValueError("--mode=chat needs the model to talk to: --config.init_from=DIR (an SFT "
                      "or PPO run, e.g. runs/chatgpt/ppo)")
+  if prompt_file and not os.path.isfile(prompt_file):
+    raise FileNotFoundError(f"--prompt_file={prompt_file} does not exist; give a UTF-8 text "
+                            "file with one message or /command per line")
   model = stages.chat_model(cfg)
   params = stages.restore_policy(cfg, cfg.init_from)
   c = cfg.chat

@@ -56,13 +56,14 @@ def mixed_stream(tokenizer, total_tokens, code_share, seed):
   return stream, code_tokens / max(len(stream), 1)
 
 
-def batches(tokenizer, data_cfg, pre_cfg, batch_size, seed):
+def batches(tokenizer, data_cfg, pre_cfg, batch_size, seed, eval_batches):
   """(train windows, a fresh-eval-pass function, measured code share)."""
   stream, share = mixed_stream(tokenizer, pre_cfg.corpus_tokens, pre_cfg.code_share,
                                pre_cfg.seed)
   train, held_out = lm_batches.split_tokens(stream, data_cfg.eval_fraction)
   windows = lm_batches.RandomWindows(train, data_cfg.seq_len, batch_size, seed)
-  evaluation = lambda: lm_batches.sequential_windows(held_out, data_cfg.seq_len, batch_size, 4)
+  evaluation = lambda: lm_batches.sequential_windows(held_out, data_cfg.seq_len, batch_size,
+                                                        eval_batches)
   return windows, evaluation, share
 
 

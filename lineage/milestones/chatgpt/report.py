@@ -55,7 +55,8 @@ def markdown(summary, results):
   if code:
     lines += ["", "Pre-training with and without code (same token budget; zero-shot digit "
               "accuracy, chance 10%; each eval loss is on its own mixture):", "",
-              "| model | code share | multi-step | retrieval | eval loss |", "|---|---|---|---|---|"]
+              "| model | code share | multi-step | retrieval | eval loss |",
+              "|---|---|---|---|---|"]
     for label, r in code.items():
       lines.append(f"| {label} | {r['code_share']:.2f} | {r['probe_multi_step']:.1%} | "
                    f"{r['probe_retrieval']:.1%} | {r['eval_loss']:.3f} |")

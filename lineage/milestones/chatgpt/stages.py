@@ -87,7 +87,8 @@ def run_pretrain(cfg, workdir, code_share=None):
     cfg.pretrain.code_share = code_share
   model = chat_model(cfg)
   train, evaluation, share = pretrain_mix.batches(model.tokenizer, cfg.data, cfg.pretrain,
-                                                  cfg.train.batch_size, cfg.train.seed)
+                                                  cfg.train.batch_size, cfg.train.seed,
+                                                  cfg.train.eval_batches)
   task = pretrain.gpt_task(model.model_cfg, train, evaluation,
                            cfg.data.seq_len * cfg.train.batch_size)
   state, summary = loop.train(cfg, workdir, task)
