@@ -14,12 +14,7 @@ from absl import flags
 from experiments import cli
 from lineage.milestones import chatgpt
 
-FLAGS = flags.FLAGS
-# experiments/gpt2.py defines --prompt_file too (its sampling prompt); allow_override lets
-# both binaries be imported into one process, whichever comes first.
-flags.DEFINE_string("prompt_file", None, "--mode=chat: a UTF-8 file of lines typed in turn "
-                    "(messages and /commands), for a scripted conversation.",
-                    allow_override=True)
+FLAGS = flags.FLAGS  # --prompt_file (a scripted conversation) is defined in experiments/cli.py
 
 
 def main(argv):

@@ -21,6 +21,10 @@ flags.DEFINE_string("mode", "train", "What to do; each binary lists its modes.")
 # Shared by the binaries that export Hugging Face directories (gpt1, gpt2): one definition, so
 # that tests can import both into one process.
 flags.DEFINE_string("export_dir", None, "Where --mode=export writes the Hugging Face directory.")
+# Shared by gpt2 (--mode=sample: the prompt's text) and chatgpt (--mode=chat: lines typed in
+# turn, messages and /commands, for a scripted conversation).
+flags.DEFINE_string("prompt_file", None, "A UTF-8 file: the prompt of gpt2's --mode=sample, or "
+                    "the lines typed in turn in chatgpt's --mode=chat.")
 distributed.define_flags()
 
 _CONFIG_FLAG = re.compile(r"^--?(config\.[\w.]+)=")

@@ -15,7 +15,6 @@ from lineage.milestones import gpt2
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("prompt", None, "Prompt for --mode=sample (overrides config.sample.prompt).")
-flags.DEFINE_string("prompt_file", None, "UTF-8 file whose text is the prompt (--mode=sample).")
 flags.DEFINE_enum("sample_preset", "", ["", "tldr"],
                   "tldr: GPT-2's summarization protocol (config.sample.tldr) on the prompt.")
 flags.DEFINE_float("temperature", None, "Overrides config.sample.temperature (0: greedy).")
