@@ -67,6 +67,7 @@ def every_output(params, prompt, limit):
   return outputs
 
 
+@pytest.mark.slow
 def test_a_beam_holding_every_candidate_finds_the_exhaustive_best():
   """Beam 36 >= (V - 1)^(L - 1) * V, the candidates of the last of L = 3 steps: every candidate
   ranks within the beam, and fewer than 36 hypotheses finish before the last step, so the

@@ -65,6 +65,7 @@ def _batch(spec, examples):
   return encoded, {k: jnp.asarray(v) for k, v in encoded.rows(np.arange(len(encoded))).items()}
 
 
+@pytest.mark.slow
 def test_similarity_is_symmetric_and_choices_are_normalised_over_options():
   spec = finetune.TaskSpec("similarity")
   model, params = _model_and_params(spec)
@@ -84,6 +85,7 @@ def test_similarity_is_symmetric_and_choices_are_normalised_over_options():
   assert aux["weight"] == 2 and aux["accuracy"] == (scores.argmax(-1) == [2, 0]).sum()
 
 
+@pytest.mark.slow
 def test_the_objective_is_task_loss_plus_lambda_lm_loss():
   spec = finetune.TaskSpec("classification")
   model, params = _model_and_params(spec)

@@ -130,6 +130,7 @@ def test_unknown_dataset_lists_the_choices(tmp_path):
     _in_process(tmp_path, *SMALL, "--config.data.name=wikitext", "--config.train.steps=1")
 
 
+@pytest.mark.slow
 def test_any_builder_trains_through_its_text_field(tmp_path, shared_data):
   """SST sentences as LM documents (the sentiment milestone's pretraining text)."""
   data = ["--config.data.name=sst_binary", f"--config.data.manual_dir={shared_data / 'sst_binary'}"]

@@ -99,6 +99,7 @@ def _our_gpt1():
   return cfg, jax.tree.unflatten(tree, leaves)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_export_loads_in_transformers_with_our_logits(tmp_path, dtype):
   cfg, params = _our_gpt1()

@@ -143,6 +143,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
   assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 10
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_shape_is_refused_and_left_alone(tmp_path):
   _train_small(tmp_path, _small_gpt(steps=2, checkpoint_every=1))
   before = _snapshot(tmp_path)

@@ -54,6 +54,7 @@ def assert_batches_equal(a, b):
       np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
+@pytest.mark.slow
 def test_packed_losses_equal_unpacked_losses():
   cfg = gpt.GPTConfig(vocab_size=257, context=64, num_layers=2, num_heads=2, embed_dim=32,
                       mlp_dim=64, dropout=0.0)

@@ -56,6 +56,7 @@ def trained(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_train_probe_generate(trained, capsys):
   assert (trained / "checkpoints" / "20").is_dir()
   train_summary = json.loads((trained / "summary.json").read_text())

@@ -118,6 +118,7 @@ def greedy_by_recomputation(params, source, limit, eos):
   return target[1:]
 
 
+@pytest.mark.slow
 def test_translate_with_beam_one_is_greedy_and_wider_beams_keep_the_limits(params):
   sources = [tokens((4,), 50).tolist(), tokens((2,), 51).tolist(), tokens((6,), 52).tolist()]
   translate = lambda beam_size, eos: tr.translate(CFG, params, sources, bos_id=BOS, eos_id=eos,

@@ -80,6 +80,7 @@ def test_shape_mismatch_and_bad_sources_are_clear_errors(source_run):
     weights.load_params("hf:/models/gpt2", fresh)  # no importer given: not a source kind here
 
 
+@pytest.mark.slow
 def test_training_run_starts_from_source(source_run, tmp_path):
   workdir, final = source_run
   cfg = _config(steps=1)
@@ -108,6 +109,7 @@ def hf_dir(tmp_path_factory):
   return path
 
 
+@pytest.mark.slow
 def test_training_run_starts_from_hf_weights(hf_dir, tmp_path):
   """The first logged loss is the loss of the imported weights on the first batch."""
   cfg = _config(steps=2)

@@ -100,6 +100,7 @@ def _config(tmp_path_factory, manual_root, **zero_shot_cfg):
   return cfg
 
 
+@pytest.mark.slow
 def test_run_writes_summary_and_table3_report(tiny_hf, bpe, manual_root, tmp_path,
                                               tmp_path_factory):
   _, model_cfg, params = tiny_hf
@@ -153,6 +154,7 @@ def test_run_writes_summary_and_table3_report(tiny_hf, bpe, manual_root, tmp_pat
   assert "detokenize=False" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_states_its_conventions_and_what_was_scored(tiny_hf, bpe, manual_root, tmp_path,
                                                            tmp_path_factory):
   _, model_cfg, params = tiny_hf
