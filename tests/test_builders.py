@@ -49,6 +49,7 @@ def test_registry(tmp_path):
     builders.builder("nope")
 
 
+@pytest.mark.slow
 def test_ptb_counts_and_order(shared_data, data_dir, offline):
   test = load("ptb", "test", data_dir, shared_data / "ptb")
   assert len(test) == 3761 and tokens_with_eos(test) == 82430

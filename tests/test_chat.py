@@ -101,6 +101,7 @@ def test_parse_hh_transcript():
     chat.parse_hh("Hello\n\nHuman: hi")
 
 
+@pytest.mark.slow
 def test_parse_hh_on_the_real_transcripts(shared_data, template):
   parsed = malformed = 0
   for path in sorted((shared_data / "hh_rlhf").glob("*_test.jsonl.gz")):

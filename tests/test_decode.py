@@ -90,6 +90,7 @@ def compilations():
     jax.monitoring.unregister_event_duration_listener(listener)
 
 
+@pytest.mark.slow
 def test_compiles_once_per_shape_whatever_the_params_or_sampling_values(gen, params):
   """PPO, pass@k over checkpoints and a chat's /temp reuse the executables."""
   prompts = [[1, 2, 3], [4]]

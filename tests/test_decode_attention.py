@@ -49,6 +49,7 @@ CFG = gpt.GPTConfig(vocab_size=64, context=48, num_layers=2, num_heads=2, embed_
 PROMPTS = [[1, 2, 3], [5], [7, 8, 9, 10, 11, 12, 13], [20, 21]]
 
 
+@pytest.mark.slow
 def test_greedy_generation_equals_xla_at_every_step(monkeypatch):
   """Prefill (left-padded prompts) and each cached step give the reference's logits and tokens."""
   calls = []

@@ -193,6 +193,7 @@ def temp_bytes(attend, length):
   return jax.jit(grads).lower(spec, spec, spec).compile().memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow
 def test_memory_grows_linearly_where_the_reference_grows_quadratically():
   """Forward+backward temporaries of the compiled program at 1k, 2k and 4k tokens.
 

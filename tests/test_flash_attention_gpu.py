@@ -233,6 +233,7 @@ def test_kernels_ask_for_lane_semantics(monkeypatch):
   assert modules[0] == modules[1]
 
 
+@pytest.mark.slow
 def test_bench_attention_reports_tflops_and_gradient_error():
   """bench --what=attention on CPU: every row checked against fp32 xla."""
   if jax.default_backend() == "gpu":

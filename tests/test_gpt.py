@@ -203,6 +203,7 @@ def test_hidden_states_are_what_the_lm_head_reads(pre_ln):
   assert int(cache["index"]) == 9
 
 
+@pytest.mark.slow
 def test_decoding_callables_are_equal_per_config_and_run_the_model():
   """Equal configs give equal, equally hashed callables: lineage.decode's compile cache key."""
   apply_fn, init_cache = gpt.decoding(TINY)
@@ -218,6 +219,7 @@ def test_decoding_callables_are_equal_per_config_and_run_the_model():
   jax.tree.map(np.testing.assert_array_equal, cache, want_cache)
 
 
+@pytest.mark.slow
 def test_gpt3_odd_layers_attend_within_the_band():
   cfg = dataclasses.replace(TINY, local_window=3)
   assert [cfg.is_local_layer(i) for i in range(4)] == [False, True, False, True]
@@ -244,6 +246,7 @@ def test_a_single_local_layer_sees_only_its_window():
   np.testing.assert_allclose(diff[5:], 0.0, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("local_window", [0, 2])
 def test_packed_documents_equal_each_document_alone(local_window):
   cfg = dataclasses.replace(TINY, local_window=local_window)
@@ -258,6 +261,7 @@ def test_packed_documents_equal_each_document_alone(local_window):
   np.testing.assert_allclose(logits[7:], apply(cfg, params, b[None])[0], atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("local_window", [0, 3])
 def test_kv_cache_prefill_then_steps_equal_the_full_forward(local_window):
   cfg = dataclasses.replace(TINY, local_window=local_window)
@@ -276,6 +280,7 @@ def test_kv_cache_prefill_then_steps_equal_the_full_forward(local_window):
   np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params_and_close_logits():
   cfg = dataclasses.replace(TINY, dtype="bfloat16")
   params = init(cfg)
@@ -291,6 +296,7 @@ def test_bfloat16_compute_keeps_float32_params_and_close_logits():
   assert cache["layers"][0]["k"].dtype == jnp.bfloat16
 
 
+@pytest.mark.slow
 def test_dropout_only_when_not_deterministic():
   cfg = dataclasses.replace(TINY, dropout=0.5)
   params = init(cfg)

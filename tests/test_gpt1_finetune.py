@@ -114,6 +114,7 @@ def test_the_objective_is_task_loss_plus_lambda_lm_loss():
   np.testing.assert_allclose(no_lm, sum(task), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_regression_head_and_pearson():
   spec = finetune.TaskSpec("similarity", regression=True)
   model, params = _model_and_params(spec)

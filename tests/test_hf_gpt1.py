@@ -59,6 +59,7 @@ def saved_hf(tmp_path_factory):
     dict(n_embd=48, n_head=3, n_layer=2),  # odd head count
     dict(n_embd=64, n_head=4, n_layer=3, layer_norm_epsilon=1e-6, vocab=50, positions=24),
 ], ids=["48d_3heads", "64d_4heads_eps1e-6"])
+@pytest.mark.slow
 def test_import_gives_transformers_logits(tmp_path, shape):
   model = _hf_model(**shape)
   model.save_pretrained(tmp_path)
@@ -193,6 +194,7 @@ def test_pickles_and_empty_directories_are_refused(saved_hf, tmp_path):
     (dict(head_size=8), "head_size=8 x num_heads=3 != embed_dim=48"),
     (dict(mlp_dim=96), "mlp_dim=96 (its MLP is 4 x embed_dim = 192)"),
 ], ids=["pre_ln", "local", "head_size", "mlp_dim"])
+@pytest.mark.slow
 def test_export_refuses_what_gpt1_cannot_represent(tmp_path, change, expected):
   cfg = dataclasses.replace(_our_gpt1()[0], **change)
   with pytest.raises(hf_gpt1.HFCheckpointError, match="cannot represent") as error:

@@ -161,6 +161,7 @@ def test_word_count_adds_one_eos_per_line():
   assert lm_metrics.word_count(lines, eos_per_line=False) == 6
 
 
+@pytest.mark.slow
 def test_post_ln_models_score_from_the_last_block():
   """GPT-1's blocks (no ln_f): the head reads the last block's output."""
   cfg = dataclasses.replace(CFG, pre_ln=False)

@@ -376,6 +376,7 @@ def test_evaluation_threads_a_fresh_carry_through_the_batches(rnn_run):
   assert abs(fresh - float(expected)) > 1e-3
 
 
+@pytest.mark.slow
 def test_weight_decay_follows_the_tasks_param_groups():
   """Decay is the only difference between two trainers, and it hits the leaves the task names."""
   decay_recur = optim.ParamGroups.from_decay_mask(lambda params: {k: k == "recur" for k in params})
@@ -456,6 +457,7 @@ class _GreedyRollouts:
     self.made = state["made"]
 
 
+@pytest.mark.slow
 def test_data_made_from_the_current_parameters(tmp_path):
   """Task.train_data with next_batch(params, step): the loop hands it each step's parameters
   (checkpointing, metrics and the NaN guard unchanged), and its state resumes."""

@@ -60,6 +60,7 @@ def test_bf16_first_moment_saves_a_quarter_of_the_optimizer():
   assert bf16.optimizer == pytest.approx(0.75 * fp32.optimizer, rel=0.001)
 
 
+@pytest.mark.slow
 def test_compiled_step_reports_its_arguments_and_temporaries():
   # A small model on 4 of conftest's 8 CPU devices: the compiled arguments are the sharded
   # state the abstract figures predict (plus the batch and a few scalars).

@@ -63,6 +63,7 @@ def _tokens(shape, seed=1):
   return np.random.default_rng(seed).integers(0, 256, shape).astype(np.int32)
 
 
+@pytest.mark.slow
 def test_matches_numpy_equations():
   params, tokens = _params(), _tokens((3, 11))
   logits, (h, c) = mlstm.MLSTM(CFG).apply({"params": params}, tokens)
@@ -162,6 +163,7 @@ def test_unit_trace_is_the_cell_after_each_byte():
     mlstm.unit_trace(CFG, params, seq, CFG.hidden_dim)
 
 
+@pytest.mark.slow
 def test_sample_is_deterministic_and_clamp_changes_it():
   params = _params()
   rng = jax.random.PRNGKey(7)

@@ -43,6 +43,7 @@ def test_prefix_pairs_differ_only_in_the_mood():
     mood_memory.prefix_gap(lambda prefixes, words: np.zeros(3), num_pairs=4)
 
 
+@pytest.mark.slow
 def test_continuation_logprob_sums_the_continuation_bytes():
   cfg = mlstm.MLSTMConfig(hidden_dim=16, embed_dim=8)
   params = nn.unbox(mlstm.init_params(cfg, jax.random.PRNGKey(0)))

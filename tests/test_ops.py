@@ -173,6 +173,7 @@ def test_auto_on_gpu_sends_only_half_precision_without_segments_to_cudnn(monkeyp
       ops.attention(*half)
 
 
+@pytest.mark.slow
 def test_fully_masked_rows_give_zeros_and_finite_gradients():
   q, k, v = random_qkv((2, 3, 2, 8), seed=4)
   kv_valid = jnp.array([[True, True, False], [False, False, False]])

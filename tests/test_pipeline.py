@@ -97,6 +97,7 @@ def test_deterministic_for_a_seed():
   assert not np.array_equal(stream(first(1))[:100], in_order[:100])  # shuffled
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("worker_count", [0, 2])
 def test_resume_mid_epoch_gives_the_uninterrupted_batches(worker_count):
   def make():

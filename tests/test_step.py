@@ -71,6 +71,7 @@ def test_four_micro_batches_make_the_same_update_as_one_batch(masked):
   np.testing.assert_allclose(accumulated_metrics["loss"], expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_nan_at_step_poisons_that_step_only():
   _, history = _run(1, _batch(masked=False), nan_at_step=3, steps=3)
   losses = [float(m["loss"]) for m in history]

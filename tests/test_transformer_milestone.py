@@ -71,6 +71,7 @@ def test_multi30k_pairs_come_from_the_real_files(shared_data, tmp_path):
   assert len(task_lib.text_pairs(data, "test")) == 1000
 
 
+@pytest.mark.slow
 def test_loss_is_label_smoothed_cross_entropy_over_real_target_tokens():
   cfg = transformer.TransformerConfig(vocab_size=11, num_layers=1, embed_dim=16, mlp_dim=32,
                                       num_heads=2, dropout=0.0)

@@ -55,6 +55,7 @@ def test_sinusoids_are_the_papers():
                                  atol=1e-5)
 
 
+@pytest.mark.slow
 def test_padding_and_packing_change_no_real_position(params):
   """Row 0: one pair padded on both sides (the padding holds real-looking tokens); row 1: two
   pairs packed, positions restarting. Each real position's logits are those of its pair alone."""
@@ -75,6 +76,7 @@ def test_padding_and_packing_change_no_real_position(params):
   np.testing.assert_allclose(got[1, 2:], alone(src_c, tgt_c), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_dropout_acts_in_training_only(params):
   source, target = tokens((2, 6), 30), tokens((2, 5), 31)
   train = jax.jit(lambda rng: tr.Transformer(CFG).apply(
@@ -85,6 +87,7 @@ def test_dropout_acts_in_training_only(params):
   np.testing.assert_array_equal(train(jax.random.PRNGKey(0)), train(jax.random.PRNGKey(0)))
 
 
+@pytest.mark.slow
 def test_cached_decoding_equals_teacher_forcing(params):
   """A prefill of two target tokens, then one at a time, over padded sources."""
   source, target = tokens((2, 7), 40), tokens((2, 6), 41)

@@ -71,6 +71,7 @@ def test_lambada_loglikelihoods_equal_transformers(tiny_hf, bpe, shared_data):
   assert scores.greedy.tolist() == greedy.tolist()
 
 
+@pytest.mark.slow
 def test_wikitext2_windows_equal_transformers(tiny_hf, bpe, shared_data):
   model, cfg, params = tiny_hf
   lines = (shared_data / "wikitext2" / "wiki.test.tokens").read_text().split("\n")[:12]
