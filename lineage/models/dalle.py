@@ -105,23 +105,11 @@ class DALLE(nn.Module):
 
   def hidden(self, tokens, positions, segment_ids=None, cache=None, deterministic=True):
     """The final LayerNorm's output [B, L, embed] (and the new cache, with `cache`); the
-    cache handling is GPT.hidden_states'."""
-    batch, length = tokens.shape
+    blocks and their cache run as GPT's (gpt.run_blocks)."""
     x = self.drop(self.embed(tokens, positions), deterministic=deterministic)
-    if cache is not None:
-      valid_new = jnp.ones((batch, length), bool) if segment_ids is None else segment_ids > 0
-      valid = jax.lax.dynamic_update_slice(cache["valid"], valid_new, (0, cache["index"]))
-    new_layers = []
-    for i, block in enumerate(self.h):
-      layer_cache = None if cache is None else {**cache["layers"][i], "index": cache["index"],
-                                                "valid": valid}
-      x, layer_cache = block(x, None if cache is not None else segment_ids, layer_cache,
-                             deterministic)
-      new_layers.append(layer_cache)
+    x, new_cache = gpt.run_blocks(self.h, x, segment_ids, cache, deterministic)
     x = self.ln_f(x).astype(jnp.dtype(self.cfg.dtype))
-    if cache is None:
-      return x
-    return x, {"layers": tuple(new_layers), "valid": valid, "index": cache["index"] + length}
+    return x if cache is None else (x, new_cache)
 
   def __call__(self, text, image, deterministic=True):
     cfg = self.cfg

@@ -180,6 +180,25 @@ class Block(nn.Module):
     return x, new_cache
 
 
+def run_blocks(blocks, x, segment_ids, cache, deterministic):
+  """x through the blocks: `(x, None)` without a cache; with one, every block reads and
+  extends its keys and values at cache["index"], and `(x, new_cache)` comes back. Shared by
+  GPT and the models built from its blocks (DALL-E)."""
+  if cache is None:
+    for block in blocks:
+      x, _ = block(x, segment_ids, None, deterministic)
+    return x, None
+  batch, length = x.shape[:2]
+  valid_new = jnp.ones((batch, length), bool) if segment_ids is None else segment_ids > 0
+  valid = jax.lax.dynamic_update_slice(cache["valid"], valid_new, (0, cache["index"]))
+  new_layers = []
+  for i, block in enumerate(blocks):
+    x, layer_cache = block(x, None, {**cache["layers"][i], "index": cache["index"],
+                                     "valid": valid}, deterministic)
+    new_layers.append(layer_cache)
+  return x, {"layers": tuple(new_layers), "valid": valid, "index": cache["index"] + length}
+
+
 class GPT(nn.Module):
   """Decoder-only transformer LM: tokens [batch, length] -> logits [batch, length, vocab].
 
@@ -218,21 +237,10 @@ class GPT(nn.Module):
     x = self.embed_dropout(x, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
 
-    if cache is not None:
-      valid_new = jnp.ones((batch, length), bool) if segment_ids is None else segment_ids > 0
-      valid = jax.lax.dynamic_update_slice(cache["valid"], valid_new, (0, cache["index"]))
-    new_layers = []
-    for i, block in enumerate(self.h):
-      layer_cache = None if cache is None else {**cache["layers"][i], "index": cache["index"],
-                                                "valid": valid}
-      x, layer_cache = block(x, None if cache is not None else segment_ids, layer_cache,
-                             deterministic)
-      new_layers.append(layer_cache)
+    x, new_cache = run_blocks(self.h, x, segment_ids, cache, deterministic)
     if cfg.pre_ln:
       x = self.ln_f(x).astype(jnp.dtype(cfg.dtype))
-    if cache is None:
-      return x
-    return x, {"layers": tuple(new_layers), "valid": valid, "index": cache["index"] + length}
+    return x if cache is None else (x, new_cache)
 
   def __call__(self, tokens, positions=None, segment_ids=None, cache=None, deterministic=True):
     out = self.hidden_states(tokens, positions, segment_ids, cache, deterministic)
