@@ -89,6 +89,123 @@ def test_prompt_ensemble_averages_normalised_embeddings():
   assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
 
 
+def _validation(encoder, names, n, seed):
+  """Images that sit on their class's axis, with some noise: (embeddings, labels)."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(len(names), size=n)
+  images = np.eye(len(names))[labels] + rng.normal(0, 0.35, (n, len(names)))
+  return images / np.linalg.norm(images, axis=1, keepdims=True), labels
+
+
+def _accuracy(encoder, names, templates, data):
+  classes = zero_shot.class_embeddings(encoder, names, templates)
+  return np.mean(zero_shot.classify(data[0], classes) == data[1])
+
+
+def test_select_templates_builds_an_ensemble_on_validation():
+  names = ("circle", "square", "triangle", "diamond")
+  rng = np.random.default_rng(1)
+  templates = [f"t{i} {{}}" for i in range(8)] + ["misleading {}"]
+  noise = {t: rng.normal(0, 0.5, (len(names), len(names))) for t in templates}
+  noise["misleading {}"] = 3 * np.roll(np.eye(len(names)), 1, axis=1)  # names the next class
+  encoder = _FakeEncoder(names, {})
+  encoder.embed_texts = lambda prompts: _noisy_embeddings(names, noise, prompts)
+  validation, fresh = (_validation(encoder, names, 2000, seed) for seed in (2, 3))
+  chosen = zero_shot.select_templates(encoder, names, templates, [validation], max_templates=6)
+  assert 2 <= len(chosen) <= 6 and "misleading {}" not in chosen
+  assert len(set(chosen)) == len(chosen) and set(chosen) <= set(templates)
+  best_single = max(_accuracy(encoder, names, [t], validation) for t in templates)
+  assert _accuracy(encoder, names, chosen, validation) > best_single
+  # Chosen on one sample, better on another than the best single template there.
+  assert _accuracy(encoder, names, chosen, fresh) > max(
+      _accuracy(encoder, names, [t], fresh) for t in templates)
+  # Where every template classifies all, the first is kept, alone when one may do (ties:
+  # the earlier candidate, the shorter ensemble).
+  noise["exact {}"] = np.zeros((len(names), len(names)))
+  exact = zero_shot.select_templates(encoder, names, ["exact {}"] + templates,
+                                     [(np.eye(4), np.arange(4))], min_templates=1)
+  assert exact == ["exact {}"]
+  with pytest.raises(ValueError, match="cannot make an ensemble of 2"):
+    zero_shot.select_templates(encoder, names, ["t0 {}", "t0 {}"], [validation])
+  with pytest.raises(ValueError, match="min_templates=3, max_templates=2"):
+    zero_shot.select_templates(encoder, names, templates, [validation], 2, 3)
+  with pytest.raises(ValueError, match="needs validation images"):
+    zero_shot.select_templates(encoder, names, templates, [])
+
+
+def _noisy_embeddings(names, noise, prompts):
+  """Prompt "<template> <name>": the name's axis plus that template's noise row for it."""
+  rows = []
+  for p in prompts:
+    c = next(i for i, n in enumerate(names) if p.endswith(n))
+    v = np.eye(len(names))[c] + noise[p[:-len(names[c])] + "{}"][c]
+    rows.append(v / np.linalg.norm(v))
+  return np.asarray(rows)
+
+
+def _split(labels, names=("circle", "square")):
+  """Images that carry their label in one pixel, for _LabelEncoder."""
+  images = np.zeros((len(labels), 32, 32, 3), np.uint8)
+  images[:, 0, 0, 0] = labels
+  return task_lib.Split(images=images, captions=[""] * len(labels),
+                        labels={"shape": np.asarray(labels)}, classes={"shape": ("shape", names)})
+
+
+class _LabelEncoder:
+  """Embeds an image on its label's axis; prompts by _noisy_embeddings."""
+
+  def __init__(self, names, noise):
+    self.names, self.noise = names, noise
+
+  def embed_images(self, images):
+    return np.eye(len(self.names))[images[:, 0, 0, 0]]
+
+  def embed_texts(self, prompts):
+    return _noisy_embeddings(self.names, self.noise, prompts)
+
+
+def test_evaluator_selects_only_on_validation_splits():
+  cfg = _small_config()
+  cfg.zero_shot.templates = {"shape": "a photo of a {}|a {}"}
+  cfg.zero_shot.select = {"shape": "there is a {}"}
+  cfg.probe.train_examples = 0
+  held_out, validation = _split([0, 1]), _split([1, 0])
+  evaluator = zero_shot.Evaluator(cfg, None, None, None, {"held_out": held_out},
+                                  {"held_out_validation": validation})
+  assert evaluator.candidates == {"shape": ["a photo of a {}", "a {}", "there is a {}"]}
+  # "a photo of a {}" names the other class: the validation splits keep it out of the ensemble.
+  flipped = 0.5 * np.roll(np.eye(2), 1, axis=1) - 2 * np.eye(2)
+  encoder = _LabelEncoder(("circle", "square"), {"a photo of a {}": flipped,
+                                                 "a {}": np.zeros((2, 2)),
+                                                 "there is a {}": np.zeros((2, 2))})
+  assert evaluator.ensembles(encoder) == {"shape": ["a {}", "there is a {}"]}
+  p = evaluator.zero_shot(encoder)["held_out"]["shape"]
+  assert list(p.labels) == [0, 1] and list(p.ensemble) == [0, 1] and list(p.single) == [1, 0]
+  assert p.fixed is not None
+  with pytest.raises(ValueError, match=r"\['held_out'\] are in both zero_shot.splits and "
+                     "zero_shot.select_splits"):
+    zero_shot.Evaluator(cfg, None, None, None, {"held_out": held_out}, {"held_out": held_out})
+  with pytest.raises(ValueError, match="names none"):
+    zero_shot.Evaluator(cfg, None, None, None, {"held_out": held_out}, {})
+  cfg.zero_shot.select = {"size": "a {}"}
+  with pytest.raises(ValueError, match=r"zero_shot.select names \['size'\]"):
+    zero_shot.Evaluator(cfg, None, None, None, {"held_out": held_out}, {"v": validation})
+
+
+def test_held_out_validation_split_is_its_own_draw(tmp_path):
+  from lineage.data import shapes
+  cfg = _small_config()
+  split = task_lib.load(cfg, task_lib.HELD_OUT_VALIDATION)
+  assert len(split.images) == cfg.data.num_eval and split.classes == task_lib.CLASSES["shapes"]
+  assert shapes.held_out_mask(split.labels).all()
+  for offset in range(4):  # the builder's train, validation, test and held_out seeds
+    other = shapes.generate(cfg.data.num_eval, cfg.data.seed + offset, split="held_out")
+    assert not np.array_equal(other.images, split.images)
+  cfg.data.name = "digits"
+  with pytest.raises(ValueError, match="data.name=shapes only, not 'digits'"):
+    task_lib.load(cfg, task_lib.HELD_OUT_VALIDATION)
+
+
 def test_linear_probe_separates_classes():
   rng = np.random.default_rng(0)
   centres = rng.normal(0, 3, (4, 8))
@@ -126,20 +243,27 @@ def shapes_run(tmp_path_factory):
 def test_shapes_zero_shot_on_held_out_pairs(shapes_run):
   cfg, workdir, summary = shapes_run
   assert summary["eval_zero_shot_shape_held_out"] >= 0.8, summary
-  assert summary["eval_zero_shot_colour_held_out"] >= (
-      summary["eval_zero_shot_colour_held_out_single"])
-  # For shape on held-out pairs the ensemble is NOT at least as good as one template: 0.820
-  # against 0.822 here (0.820 and 0.829 on one device), inside the sampling noise of 1,000
-  # images (standard error 0.012), which is all this checks (docs/results/clip.md).
+  # The prompt ensemble (for shape chosen on the validation splits) is at least as good as
+  # "a photo of a {}" alone on the 5,000 held-out-pair scenes, which it was not chosen on.
   assert summary["eval_zero_shot_shape_held_out"] >= (
-      summary["eval_zero_shot_shape_held_out_single"] - 0.024)
+      summary["eval_zero_shot_shape_held_out_single"]), summary
+  assert summary["eval_zero_shot_colour_held_out"] >= (
+      summary["eval_zero_shot_colour_held_out_single"]), summary
+  assert 2 <= summary["eval_zero_shot_shape_templates"] <= cfg.zero_shot.select_max
+  assert 0 < summary["eval_zero_shot_shape_held_out_fixed"] <= 1
   # The probe, fitted on training images alone, takes "red" as evidence against "circle":
   # 0.765 on held-out pairs, 0.994 on seen ones.
   assert summary["eval_probe_shape_held_out"] > 0.6 and summary["eval_probe_shape_test"] > 0.95
   result = clip_milestone.run("zero_shot", cfg, workdir)
-  # The same parameters, now on one device: reductions in another order may move an image.
-  np.testing.assert_allclose(result["shape_held_out"]["accuracy"],
-                             summary["eval_zero_shot_shape_held_out"], atol=0.005)
+  # The same parameters, now on one device: reductions in another order may move an image
+  # (and so, rarely, the greedy choice of templates).
+  shape = result["shape_held_out"]
+  np.testing.assert_allclose(shape["single_template"],
+                             summary["eval_zero_shot_shape_held_out_single"], atol=0.005)
+  assert shape["single"] == "a photo of a {}" and shape["accuracy"] >= shape["single_template"]
+  assert shape["chosen_on"] == ["held_out_validation", "validation"]
+  assert set(shape["templates"]) <= set(cfg.zero_shot.select.shape.split("|")) | set(
+      cfg.zero_shot.templates.shape.split("|"))
   assert os.path.exists(os.path.join(workdir, "confusion_shape_held_out.png"))
   assert json.load(open(os.path.join(workdir, "zero_shot.json")))["shape_held_out"]["examples"] \
       == cfg.data.num_eval

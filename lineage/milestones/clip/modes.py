@@ -35,30 +35,37 @@ def encoder(cfg, workdir, step=None, batch_size=256):
 
 def _evaluator(cfg, workdir, with_train):
   enc = encoder(cfg, workdir, batch_size=cfg.zero_shot.batch_size)
-  splits = {split: task_lib.load(cfg, split) for split in cfg.zero_shot.splits.split(",")}
   train = task_lib.load(cfg, cfg.data.train_split) if with_train else None
-  return enc, zero_shot.Evaluator(cfg, enc.cfg, enc.tokenizer, train, splits)
+  return enc, task_lib.evaluator(cfg, enc.cfg, enc.tokenizer, train)
 
 
 def run_zero_shot(cfg, workdir):
   """Zero-shot accuracies (ensemble and single template) of the latest checkpoint, their
   confusion matrices as zero_shot.json and confusion_<task>_<split>.png in the workdir."""
   enc, evaluator = _evaluator(cfg, workdir, with_train=False)
+  ensembles = evaluator.ensembles(enc)
   result = {}
-  for split, tasks in evaluator.zero_shot(enc).items():
-    for name, (labels, ensemble, single) in tasks.items():
+  for split, tasks in evaluator.zero_shot(enc, ensembles).items():
+    for name, p in tasks.items():
       classes = evaluator.splits[split].classes[name][1]
-      matrix = zero_shot.confusion_matrix(labels, ensemble, len(classes))
-      accuracy, single_accuracy = float(np.mean(ensemble == labels)), float(
-          np.mean(single == labels))
-      result[f"{name}_{split}"] = {"accuracy": accuracy, "single_template": single_accuracy,
-                                   "classes": list(classes), "confusion": matrix.tolist(),
-                                   "templates": evaluator.tasks[name], "examples": len(labels)}
+      matrix = zero_shot.confusion_matrix(p.labels, p.ensemble, len(classes))
+      accuracy, single_accuracy = (float(np.mean(p.ensemble == p.labels)),
+                                   float(np.mean(p.single == p.labels)))
+      entry = result[f"{name}_{split}"] = {
+          "accuracy": accuracy, "single_template": single_accuracy, "classes": list(classes),
+          "confusion": matrix.tolist(), "templates": ensembles[name],
+          "single": evaluator.tasks[name][0], "examples": len(p.labels)}
+      line = (f"zero-shot {name} on {split}: {accuracy:.1%} with {len(ensembles[name])} "
+              f"templates, {single_accuracy:.1%} with one")
+      if p.fixed is not None:
+        entry["chosen_on"] = list(evaluator.validation)
+        entry["fixed_templates"] = evaluator.tasks[name]
+        entry["fixed"] = float(np.mean(p.fixed == p.labels))
+        line += f", {entry['fixed']:.1%} with zero_shot.templates' {len(evaluator.tasks[name])}"
       zero_shot.plot_confusion(matrix, classes, os.path.join(workdir,
                                                              f"confusion_{name}_{split}.png"),
                                f"zero-shot {name}, {split}: {accuracy:.1%}")
-      metrics_lib.console(f"zero-shot {name} on {split}: {accuracy:.1%} with "
-                          f"{len(evaluator.tasks[name])} templates, {single_accuracy:.1%} with one")
+      metrics_lib.console(line)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "zero_shot.json"), "w") as f:
       json.dump(result, f, indent=2)

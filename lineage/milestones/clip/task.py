@@ -61,6 +61,12 @@ def held_out_pairs(data_cfg):
   return pairs
 
 
+# Not a builder split: held-out-pair scenes drawn from data.seed + 4 (the builder's four
+# splits use seed + 0 ... 3), num_eval of them, to choose prompt ensembles on while the
+# held_out split stays for reporting.
+HELD_OUT_VALIDATION = "held_out_validation"
+
+
 def _builder_config(cfg):
   data_cfg = cfg.data
   if data_cfg.name == "shapes":
@@ -78,6 +84,14 @@ def load(cfg, split):
   if data_cfg.name not in ("shapes", "digits", "cifar10", "imagenet"):
     raise ValueError(f"unknown data.name {data_cfg.name!r}; choose shapes, digits, cifar10 or "
                      "imagenet")
+  if split == HELD_OUT_VALIDATION:
+    if data_cfg.name != "shapes":
+      raise ValueError(f"split {HELD_OUT_VALIDATION!r} holds held-out shape-colour pairs: "
+                       f"data.name=shapes only, not {data_cfg.name!r}")
+    scenes = shapes.generate(data_cfg.num_eval, data_cfg.seed + 4, split="held_out",
+                             held_out=held_out_pairs(data_cfg))
+    return Split(images=scenes.images, captions=scenes.captions, labels=scenes.labels,
+                 classes=dict(CLASSES["shapes"]))
   builder_config = _builder_config(cfg)
   images, captions, labels = image_batches.load_split(
       data_cfg.name, split, config=builder_config, data_dir=data_cfg.data_dir or None)
@@ -132,6 +146,19 @@ def check_micro_batches(cfg):
         "memory, spread the batch over more devices (mesh.data / mesh.fsdp) instead.")
 
 
+def _split_names(names):
+  return [name for name in names.split(",") if name]
+
+
+def evaluator(cfg, model_cfg, tok, train=None):
+  """The zero-shot and probe evaluator over zero_shot.splits, choosing ensembles on
+  zero_shot.select_splits."""
+  return zero_shot.Evaluator(
+      cfg, model_cfg, tok, train,
+      {split: load(cfg, split) for split in _split_names(cfg.zero_shot.splits)},
+      {split: load(cfg, split) for split in _split_names(cfg.zero_shot.get("select_splits", ""))})
+
+
 def build_task(cfg, workdir, with_data=True):
   """The loop's Task; with_data=False (modes that only restore weights) needs the workdir's
   tokenizer."""
@@ -168,9 +195,7 @@ def build_task(cfg, workdir, with_data=True):
   eval_batches = image_batches.fixed_batches(validation.images, val_tokens, val_ends,
                                              cfg.train.batch_size)[:cfg.train.eval_batches]
   task.eval_data = lambda: eval_batches
-  evaluator = zero_shot.Evaluator(cfg, model_cfg, tok, train, {
-      split: load(cfg, split) for split in cfg.zero_shot.splits.split(",")})
-  task.evaluate = evaluator
+  task.evaluate = evaluator(cfg, model_cfg, tok, train)
   metrics_lib.console(f"{cfg.data.name}: {len(train.images)} training pairs, "
                       f"{len(validation.images)} validation, {tok.vocab_size} tokens")
   return task

@@ -30,9 +30,13 @@ def run(cfg, workdir):
     for task in cfg.zero_shot.templates:
       key = f"{task}_{split}"
       probe = summary.get(f"eval_probe_{key}")
-      rows.append(f"| {task} | {split} | {zero_shot[key]['accuracy']:.1%} | "
+      fixed = zero_shot[key].get("fixed")
+      rows.append(f"| {task} | {split} | {zero_shot[key]['accuracy']:.1%} "
+                  f"({len(zero_shot[key]['templates'])}) | "
+                  f"{'' if fixed is None else f'{fixed:.1%}'} | "
                   f"{zero_shot[key]['single_template']:.1%} | "
                   f"{'' if probe is None else f'{probe:.1%}'} |")
+  shape = zero_shot["shape_held_out"]
   held = ", ".join(f"{s} {c}" for s, c in task_lib.held_out_pairs(d))
   return f"""## CLIP (2021): contrastive image-text pre-training, zero-shot transfer
 
@@ -43,13 +47,19 @@ tiny preset trains {full_steps}) of {cfg.train.batch_size} image-caption pairs w
 logit scale {summary['eval_logit_scale']:.1f}, learned from 1/0.07). The {d.num_train} training scenes
 of `shapes` never show the held-out pairs ({held}); their captions name the shape and, half the
 time each, the colour, size and position; {d.grey_fraction:.0%} of each batch is turned grey with
-its colour words dropped from the caption. Zero-shot, each class name fills
-{len(cfg.zero_shot.templates['shape'].split('|'))} prompt templates whose embeddings are averaged
-("ensemble") or the first alone ("a photo of a {{}}"); the linear probe is a logistic regression on
-the frozen image features of {cfg.probe.train_examples} training images.
+its colour words dropped from the caption. Zero-shot, each class name fills several prompt
+templates whose embeddings are averaged ("ensemble"), or the first alone ("one template": shape
+"{shape['single']}", colour "{zero_shot['colour_held_out']['single']}"). The ensembles are chosen
+as the paper chose its own, on validation data: greedy forward selection from candidates written
+like the captions ({len(cfg.zero_shot.select['shape'].split('|'))} for shape: the captions'
+prefixes with a size, colour or position word) on {d.num_eval} held-out-pair and {d.num_eval}
+seen-pair scenes of their own seeds, none of them the {d.num_eval} of each split scored below.
+For shape it chose {' / '.join(f'"{t}"' for t in shape['templates'])}. Beside them, the
+hand-written templates averaged. The linear probe is a logistic regression on the frozen image
+features of {cfg.probe.train_examples} training images.
 
-| task | split | zero-shot, ensemble | zero-shot, one template | linear probe |
-|---|---|---:|---:|---:|
+| task | split | zero-shot, ensemble (templates) | hand-written, averaged | one template | linear probe |
+|---|---|---:|---:|---:|---:|
 {chr(10).join(rows)}
 
 Zero-shot shape classification of held-out pairs (rows: true shape):

@@ -4,6 +4,9 @@ Zero-shot (the paper's section 3.1.4): each class name fills several templates (
 a {}", ...); the text embeddings are normalised, averaged over the templates and
 normalised again, one classifier row per class; an image goes to the class whose row is
 most similar to its embedding. The first template alone is the single-prompt baseline.
+The paper chose its 80 ImageNet templates on validation data; `select_templates` does so by
+greedy forward selection from a pool of candidates, scored on validation splits only, so the
+splits it reports stay untouched by the choice.
 Our captions carry no final period, so neither do the templates: a prompt should read like
 the captions the model was trained on, which is the paper's point about prompt engineering.
 
@@ -11,6 +14,8 @@ Linear probe (section 3.2): an L2 logistic regression (scikit-learn, L-BFGS) on 
 image encoder's features before the projection, standardised, its C chosen on a fifth of
 the probe's training set held out, then refit on all of it.
 """
+
+from typing import NamedTuple, Optional
 
 import jax
 import matplotlib
@@ -22,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from lineage.data import image_batches
 from lineage.models import clip
+from lineage.train import metrics as metrics_lib
 
 matplotlib.use("Agg")
 PROBE_C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -71,6 +77,14 @@ class Encoder:
     return self.scale * self.embed_images(images) @ self.embed_texts(captions).T
 
 
+class Predictions(NamedTuple):
+  """One task on one split: labels and three classifiers' predictions ([n] each)."""
+  labels: np.ndarray
+  ensemble: np.ndarray
+  single: np.ndarray
+  fixed: Optional[np.ndarray]
+
+
 def _compiled(model, method):
   @jax.jit
   def apply(params, *inputs):
@@ -84,6 +98,44 @@ def class_embeddings(encoder, class_names, templates):
   embedded = encoder.embed_texts(prompts).reshape(len(class_names), len(templates), -1)
   mean = embedded.mean(axis=1)
   return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
+
+
+def _correct(prompt_sum, validation):
+  classes = prompt_sum / np.linalg.norm(prompt_sum, axis=-1, keepdims=True)
+  return sum(int(np.sum(classify(images, classes) == labels)) for images, labels in validation)
+
+
+def select_templates(encoder, class_names, candidates, validation, max_templates=10,
+                     min_templates=2):
+  """A prompt ensemble chosen on validation data: greedy forward selection.
+
+  Each round adds the candidate template whose addition classifies the most validation
+  images correctly (ties: the earlier candidate); after up to `max_templates` rounds the
+  ensemble is the prefix of the additions with the most correct, of at least
+  `min_templates` (an ensemble, not one prompt; ties: the shorter). `validation` is a list of
+  (image embeddings [n, d], labels [n]); pass no split whose accuracy you report.
+  """
+  candidates = list(dict.fromkeys(candidates))
+  if not 1 <= min_templates <= max_templates:
+    raise ValueError(f"min_templates={min_templates}, max_templates={max_templates}: need "
+                     "1 <= min_templates <= max_templates")
+  if len(candidates) < min_templates:
+    raise ValueError(f"{len(candidates)} candidate templates cannot make an ensemble of "
+                     f"{min_templates}; add candidates")
+  if not validation or not sum(len(labels) for _, labels in validation):
+    raise ValueError("select_templates needs validation images to score candidates on")
+  prompts = [t.format(name) for t in candidates for name in class_names]
+  embedded = encoder.embed_texts(prompts).reshape(len(candidates), len(class_names), -1)
+  chosen, total, correct = [], 0, []
+  for _ in range(min(max_templates, len(candidates))):
+    scores = [(-1 if i in chosen else _correct(total + embedded[i], validation))
+              for i in range(len(candidates))]
+    best = int(np.argmax(scores))  # the first of equals
+    chosen.append(best)
+    total = total + embedded[best]
+    correct.append(scores[best])
+  size = max(range(min_templates, len(chosen) + 1), key=lambda k: (correct[k - 1], -k))
+  return [candidates[i] for i in chosen[:size]]
 
 
 def classify(image_embeddings, classes):
@@ -132,20 +184,39 @@ def linear_probe(train_x, train_y, tests, c_grid=PROBE_C_GRID, seed=0):
 class Evaluator:
   """The loop's evaluation hook: zero-shot accuracy with the prompt ensemble and with the
   first template alone, for each task in zero_shot.templates and each split in
-  zero_shot.splits; then the linear probe of probe.task. Keys:
-  zero_shot_<task>_<split>, zero_shot_<task>_<split>_single, probe_<task>_<split>."""
+  zero_shot.splits; then the linear probe of probe.task. For a task in zero_shot.select the
+  ensemble is chosen at each evaluation by `select_templates` from its templates and those
+  candidates, on the `validation` splits ({name: Split}, none of them a reported split). Keys:
+  zero_shot_<task>_<split> (the ensemble), zero_shot_<task>_<split>_single; for chosen
+  ensembles also zero_shot_<task>_<split>_fixed (zero_shot.templates averaged) and
+  zero_shot_<task>_templates (how many were chosen); probe_<task>_<split>."""
 
-  def __init__(self, cfg, model_cfg, tokenizer, train, splits):
+  def __init__(self, cfg, model_cfg, tokenizer, train, splits, validation=None):
     self.cfg, self.model_cfg, self.tokenizer = cfg, model_cfg, tokenizer
-    self.train, self.splits = train, splits
+    self.train, self.splits, self.validation = train, splits, validation or {}
     self.tasks = {task: templates.split("|") for task, templates in
                   cfg.zero_shot.templates.items()}
-    named = {**({"train": train} if train is not None else {}), **splits}
+    select = cfg.zero_shot.get("select") or {}
+    self.candidates = {task: list(dict.fromkeys(self.tasks.get(task, []) + pool.split("|")))
+                       for task, pool in select.items()}
+    named = {**({"train": train} if train is not None else {}), **splits, **self.validation}
     for task in self.tasks:
       for name, split in named.items():
         if task not in split.classes:
           raise ValueError(f"zero_shot.templates names task {task!r}, which split {name!r} of "
                            f"{cfg.data.name} lacks; its tasks: {sorted(split.classes)}")
+    unknown = sorted(set(self.candidates) - set(self.tasks))
+    if unknown:
+      raise ValueError(f"zero_shot.select names {unknown}, not among zero_shot.templates' tasks "
+                       f"{sorted(self.tasks)}")
+    if self.candidates and not self.validation:
+      raise ValueError("zero_shot.select chooses ensembles on validation splits, but "
+                       "zero_shot.select_splits names none; set it or empty zero_shot.select")
+    reported = sorted(set(self.validation) & set(splits))
+    if reported:
+      raise ValueError(f"split(s) {reported} are in both zero_shot.splits and "
+                       "zero_shot.select_splits: the ensemble would be chosen on the data it is "
+                       "scored on; select on other splits")
     if cfg.probe.train_examples and cfg.probe.task not in self.tasks:
       raise ValueError(f"probe.task={cfg.probe.task!r} is not among zero_shot.templates' tasks "
                        f"{sorted(self.tasks)}")
@@ -153,27 +224,53 @@ class Evaluator:
   def encoder(self, params):
     return Encoder(self.model_cfg, params, self.tokenizer, self.cfg.zero_shot.batch_size)
 
-  def zero_shot(self, encoder):
-    """{split: {task: (labels, ensemble predictions, single-template predictions)}}."""
+  def ensembles(self, encoder):
+    """{task: its ensemble's templates}: chosen on the validation splits for the tasks in
+    zero_shot.select, zero_shot.templates for the others."""
+    chosen = dict(self.tasks)
+    if not self.candidates:
+      return chosen
+    images = {name: encoder.embed_images(split.images) for name, split in self.validation.items()}
+    for task, candidates in self.candidates.items():
+      data = [(images[name], split.labels[split.classes[task][0]])
+              for name, split in self.validation.items()]
+      names = next(iter(self.validation.values())).classes[task][1]
+      chosen[task] = select_templates(encoder, names, candidates, data,
+                                      self.cfg.zero_shot.select_max)
+    return chosen
+
+  def zero_shot(self, encoder, ensembles=None):
+    """{split: {task: Predictions}}: labels and the predictions of the ensemble (`ensembles`,
+    default self.ensembles(encoder)), of the first template alone, and of zero_shot.templates
+    averaged where the ensemble was chosen (else None)."""
+    ensembles = ensembles or self.ensembles(encoder)
     out = {}
     for name, split in self.splits.items():
       images = encoder.embed_images(split.images)
       out[name] = {}
       for task, templates in self.tasks.items():
         field, classes = split.classes[task]
-        ensemble = classify(images, class_embeddings(encoder, classes, templates))
-        single = classify(images, class_embeddings(encoder, classes, templates[:1]))
-        out[name][task] = (split.labels[field], ensemble, single)
+        predict = lambda ts: classify(images, class_embeddings(encoder, classes, ts))
+        out[name][task] = Predictions(split.labels[field], predict(ensembles[task]),
+                                      predict(templates[:1]),
+                                      predict(templates) if task in self.candidates else None)
     return out
 
   def __call__(self, params, step):
     del step
     encoder = self.encoder(params)
+    ensembles = self.ensembles(encoder)
     result = {}
-    for name, tasks in self.zero_shot(encoder).items():
-      for task, (labels, ensemble, single) in tasks.items():
-        result[f"zero_shot_{task}_{name}"] = float(np.mean(ensemble == labels))
-        result[f"zero_shot_{task}_{name}_single"] = float(np.mean(single == labels))
+    for task in self.candidates:
+      result[f"zero_shot_{task}_templates"] = float(len(ensembles[task]))
+      metrics_lib.console(f"zero-shot {task}: ensemble chosen on "
+                          f"{', '.join(self.validation)}: {' | '.join(ensembles[task])}")
+    for name, tasks in self.zero_shot(encoder, ensembles).items():
+      for task, p in tasks.items():
+        result[f"zero_shot_{task}_{name}"] = float(np.mean(p.ensemble == p.labels))
+        result[f"zero_shot_{task}_{name}_single"] = float(np.mean(p.single == p.labels))
+        if p.fixed is not None:
+          result[f"zero_shot_{task}_{name}_fixed"] = float(np.mean(p.fixed == p.labels))
     if self.cfg.probe.train_examples:
       result.update(self.probe(encoder))
     return result
