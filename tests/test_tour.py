@@ -1,6 +1,7 @@
 """The tour runner: sections of the milestones present in lineage order, one report with each
 section's time, results already in the workdir reused, --only and --force."""
 
+import importlib
 import json
 import pathlib
 
@@ -24,8 +25,10 @@ def test_sections_are_the_milestones_present_in_lineage_order():
   assert names == milestones.present() == [m for m in milestones.LINEAGE if m in on_disk]
   assert names[:4] == ["sentiment_neuron", "transformer", "gpt1", "gpt2"]
   assert [s.name for s in tour.SECTIONS] == names
-  for section in tour.SECTIONS:
-    assert section.config == f"configs/{section.name}.py:tiny"
+  for section in tour.SECTIONS:  # each milestone's own config, at a preset that exists
+    path, preset = section.config.split(":")
+    assert path == f"configs/{section.name}.py"
+    importlib.import_module(f"configs.{section.name}").get_config(preset)
 
 
 @pytest.fixture
