@@ -65,6 +65,8 @@ bench: setup-test
 	LINEAGE_MANUAL_DIR=$(LINEAGE_MANUAL_DIR) $(BENCH) --what=few_shot $(BENCH_SMALL) \
 	    --config.model.context=512 --config.model.vocab_size=50257 --few_shot_task=sst2 \
 	    --few_shot_k=4 --few_shot_examples=64 --batch=8 --pairs=3 --warmup=1
+	$(PY) -m experiments.bench --what=dalle_sampling --config=configs/dalle.py:tiny \
+	    --results=runs/bench/results.jsonl --batch=8 --pairs=3
 	$(PY) -m experiments.bench --what=report --results=runs/bench/results.jsonl \
 	    --report_to=docs/results/bench.md
 

@@ -20,6 +20,8 @@ as a ratio to a baseline measured in the same run, alternating with ours (see RE
       --config=configs/gpt2.py:tiny --config.model.vocab_size=50257 \
       --config.model.context=512 --few_shot_task=sst2 --few_shot_k=4 --few_shot_examples=64 \
       --batch=8 --pairs=3 --warmup=1   # against lm-evaluation-harness where it has the task
+  python -m experiments.bench --what=dalle_sampling --config=configs/dalle.py:tiny --batch=8 \
+      --pairs=3   # images/s with the KV cache against without
   python -m experiments.bench --what=report --results=runs/bench/results.jsonl  # the page
 `make bench` runs the CPU set and writes docs/results/bench.md. The measurements live in
 lineage/milestones/gpt2/bench.py and lineage/bench/; this binary is their flags. Warm-up calls
@@ -35,6 +37,7 @@ from ml_collections import config_flags
 
 from configs import gpt2 as gpt2_config
 from lineage.bench import attention as attention_bench
+from lineage.bench import dalle_sampling as dalle_bench
 from lineage.bench import few_shot as few_shot_bench
 from lineage.bench import report
 from lineage.bench import zero_shot as zero_shot_bench
@@ -44,7 +47,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "configs/gpt2.py:PRESET", lock_config=True)
 flags.DEFINE_enum("what", "train_step", ["train_step", "decode", "data", "attention",
                                            "memory", "zero_shot", "few_shot", "numerics",
-                                           "report"],
+                                           "dalle_sampling", "report"],
                   "What to measure; report writes --report_to from the --results of earlier runs.")
 flags.DEFINE_string("results", None, "Append the result, with the command, the config and the "
                     "machine's state, as one JSON line to this file (report: read it).")
@@ -154,6 +157,12 @@ def measure(cfg):
     versus = ", ".join(f"{b['ratio']:.2f}x {name}" for name, b in result["baselines"].items())
     print(f"{result['task']} at K={result['k']}: {result['examples_per_sec']:.1f} examples/s "
           f"({versus}); accuracy {result['accuracy']}, lm-eval {result['lm_eval_accuracy']}")
+  elif FLAGS.what == "dalle_sampling":
+    result = dalle_bench.bench_dalle_sampling(cfg, FLAGS.batch, FLAGS.pairs, FLAGS.seed)
+    print(f"DALL-E, {result['batch']} images of {result['image_len']} tokens: "
+          f"{result['images_per_sec']:.1f} images/s with the KV cache, "
+          f"{result['baselines']['no_kv_cache']['images_per_sec']:.2f} without "
+          f"({result['ratio']:.1f}x)")
   else:
     result = gpt2_bench.bench_decode(cfg, FLAGS.prompt_len, FLAGS.new_tokens, FLAGS.batch,
                                      FLAGS.steps, FLAGS.warmup, FLAGS.seed, FLAGS.pairs)

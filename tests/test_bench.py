@@ -211,3 +211,20 @@ def test_report_describes_few_shot_scoring():
   assert "6 layers x 384, vocab 50257, sst2 K=4, 64 examples" in page
   assert ("6.40 examples/s with shared-prefix KV reuse, 3.72 scoring whole prompts (1.66x); "
           "accuracy 0.375 (lm-eval 0.375)") in page
+
+
+@pytest.mark.slow
+def test_dalle_sampling_reports_the_kv_caches_ratio_to_rerunning_the_stream():
+  result = _run_bench("--what=dalle_sampling", "--config=configs/dalle.py:digits",
+                      "--config.model.num_layers=1", "--config.model.embed_dim=32",
+                      "--config.model.mlp_dim=64", "--batch=2", "--pairs=2", small=False)
+  result = json.loads(result.strip().splitlines()[-1])
+  _check_ratio(result, "no_kv_cache")
+  assert result["image_len"] == 16 and result["batch"] == 2
+  machine = {"date": "2026-12-01 12:00 UTC", "cpu": "cpu", "cores": 2, "python": "3.11",
+             "packages": {"jax": "0.10.2"}, "others_cpu_share": 0.0, "wall_seconds": 10.0}
+  page = report.markdown([{"command": "bench", "config": {"model": {"num_layers": 1,
+                                                                     "embed_dim": 32}},
+                           "machine": machine, "result": result}])
+  assert "DALL-E 1 layers x 32, batch 2, 8 text + 16 image tokens" in page
+  assert "images/s sampled with the KV cache" in page

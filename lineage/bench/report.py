@@ -89,6 +89,9 @@ def _shape(result, config):
     return f"{result['dataset']}, {result['tokenizer']} tokenizer, {dims}"
   if what == "few_shot":
     return f"{dims}, {result['task']} K={result['k']}, {result['examples']} examples"
+  if what == "dalle_sampling":
+    return (f"DALL-E {model.get('num_layers')} layers x {model.get('embed_dim')}, batch "
+            f"{result['batch']}, {result['text_len']} text + {result['image_len']} image tokens")
   return dims
 
 
@@ -249,6 +252,10 @@ def _details(result):
             f"{whole:.2f} scoring whole prompts ({result['reuse_speedup']:.2f}x); accuracy "
             f"{result['accuracy']} (lm-eval {result['lm_eval_accuracy']}); torch threads "
             f"{result['torch_threads']}.")
+  if what == "dalle_sampling":
+    without = result["baselines"]["no_kv_cache"]["images_per_sec"]
+    return (f"{result['images_per_sec']:.1f} images/s sampled with the KV cache, {without:.2f} "
+            "rerunning the whole stream for each token; freshly initialised weights.")
   return ""
 
 

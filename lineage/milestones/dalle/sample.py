@@ -109,7 +109,7 @@ def benchmark(cfg, params, rounds=3, batch=8):
   return {"images_per_sec_kv_cache": float(len(text) / np.median(with_cache)),
           "images_per_sec_no_cache": float(len(text) / np.median(without)),
           "kv_cache_speedup": float(np.median(ratios)), "bench_batch": len(text),
-          "bench_rounds": rounds}
+          "bench_rounds": rounds, "kv_cache_round_ratios": [float(r) for r in ratios]}
 
 
 def reconstruction_match(cfg, dvae_params, judge, n=200, data=None):
