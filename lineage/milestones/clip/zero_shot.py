@@ -44,6 +44,11 @@ class Encoder:
   """
 
   def __init__(self, model_cfg, params, tokenizer, batch_size=256):
+    # Parameters replicated over several devices of this process (a mesh's, or 8 forced CPU
+    # devices) would make every batch run on each of them: one device does the work once.
+    if len(jax.local_devices()) > 1 and all(
+        getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(params)):
+      params = jax.device_put(params, jax.local_devices()[0])
     self.cfg, self.params, self.tokenizer, self.batch_size = (model_cfg, params, tokenizer,
                                                               batch_size)
     model = clip.CLIP(model_cfg)
@@ -100,11 +105,6 @@ def class_embeddings(encoder, class_names, templates):
   return mean / np.linalg.norm(mean, axis=-1, keepdims=True)
 
 
-def _correct(prompt_sum, validation):
-  classes = prompt_sum / np.linalg.norm(prompt_sum, axis=-1, keepdims=True)
-  return sum(int(np.sum(classify(images, classes) == labels)) for images, labels in validation)
-
-
 def select_templates(encoder, class_names, candidates, validation, max_templates=10,
                      min_templates=2):
   """A prompt ensemble chosen on validation data: greedy forward selection.
@@ -126,13 +126,21 @@ def select_templates(encoder, class_names, candidates, validation, max_templates
     raise ValueError("select_templates needs validation images to score candidates on")
   prompts = [t.format(name) for t in candidates for name in class_names]
   embedded = encoder.embed_texts(prompts).reshape(len(candidates), len(class_names), -1)
-  chosen, total, correct = [], 0, []
+  # An ensemble's scores are each image's dot products with the summed prompt embeddings of
+  # a class over that sum's norm, so every candidate's dot products are computed once.
+  dots = [(np.einsum("nd,kcd->nkc", images, embedded), labels) for images, labels in validation]
+  chosen, total, total_dots, correct = [], 0, [0] * len(dots), []
   for _ in range(min(max_templates, len(candidates))):
-    scores = [(-1 if i in chosen else _correct(total + embedded[i], validation))
-              for i in range(len(candidates))]
+    scores = []
+    for i in range(len(candidates)):
+      norms = np.linalg.norm(total + embedded[i], axis=-1)
+      scores.append(-1 if i in chosen else sum(
+          int(np.sum(np.argmax((t + d[:, i]) / norms, axis=1) == labels))
+          for t, (d, labels) in zip(total_dots, dots)))
     best = int(np.argmax(scores))  # the first of equals
     chosen.append(best)
     total = total + embedded[best]
+    total_dots = [t + d[:, best] for t, (d, _) in zip(total_dots, dots)]
     correct.append(scores[best])
   size = max(range(min_templates, len(chosen) + 1), key=lambda k: (correct[k - 1], -k))
   return [candidates[i] for i in chosen[:size]]
