@@ -15,6 +15,7 @@ image encoder's features before the projection, standardised, its C chosen on a 
 the probe's training set held out, then refit on all of it.
 """
 
+import contextlib
 from typing import NamedTuple, Optional
 
 import jax
@@ -44,11 +45,13 @@ class Encoder:
   """
 
   def __init__(self, model_cfg, params, tokenizer, batch_size=256):
-    # Parameters replicated over several devices of this process (a mesh's, or 8 forced CPU
-    # devices) would make every batch run on each of them: one device does the work once.
-    if len(jax.local_devices()) > 1 and all(
-        getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(params)):
-      params = jax.device_put(params, jax.local_devices()[0])
+    # Parameters replicated over several devices of this process, or a mesh in context (the
+    # training loop's, around its evaluation hook), would run every batch on each device:
+    # parameters this process holds whole are kept in host memory and the batches run on one
+    # device, outside any mesh.
+    self._local = all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(params))
+    if self._local:
+      params = jax.device_get(params)
     self.cfg, self.params, self.tokenizer, self.batch_size = (model_cfg, params, tokenizer,
                                                               batch_size)
     model = clip.CLIP(model_cfg)
@@ -58,6 +61,10 @@ class Encoder:
     self.scale = float(model.apply({"params": params}, method=clip.CLIP.scale))
 
   def _batched(self, fn, *arrays):
+    with jax.set_mesh(None) if self._local else contextlib.nullcontext():
+      return self._run_batches(fn, *arrays)
+
+  def _run_batches(self, fn, *arrays):
     out = []
     for start in range(0, len(arrays[0]), self.batch_size):
       chunk = [a[start:start + self.batch_size] for a in arrays]
