@@ -48,7 +48,8 @@ def evaluate(cfg, params, dvae_params, judge, score=None, data=None):
   images = generate(cfg, params, dvae_params, texts, per, cfg.sample.seed, data)
   flat = images.reshape(-1, *images.shape[2:])
   ok = judge.matches(flat, np.repeat(targets, per, axis=0)).reshape(-1, per)
-  result = {"prompts": len(texts), "per_caption": per, "match_rate": float(ok.mean())}
+  result = {"prompts": len(texts), "per_caption": per, "match_rate": float(ok.mean()),
+             "match_rate_stderr": float(np.sqrt(ok.mean() * (1 - ok.mean()) / ok.size))}
   order = np.tile(np.arange(per), (len(texts), 1))
   if score is not None:
     sims = np.asarray(score(flat, [t for t in texts for _ in range(per)])).reshape(-1, per)
