@@ -18,8 +18,9 @@ TOUR_STEPS = 8000
 def run(cfg, workdir):
   """Train the tiny byte mLSTM on synthetic reviews, find its sentiment unit, steer samples."""
   cfg = cfg.copy_and_resolve_references()
-  cfg.train.update(steps=TOUR_STEPS, eval_every=TOUR_STEPS // 4,
-                   checkpoint_every=TOUR_STEPS // 4)
+  if cfg.train.steps > TOUR_STEPS:
+    cfg.train.update(steps=TOUR_STEPS, eval_every=TOUR_STEPS // 4,
+                     checkpoint_every=TOUR_STEPS // 4)
   run_dir = os.path.join(workdir, "sentiment_neuron")
   _, train_summary = loop.train(cfg, run_dir, task.build_task(cfg))
   s = modes.run_probe(cfg, run_dir)
@@ -37,7 +38,7 @@ def run(cfg, workdir):
 
 A multiplicative LSTM ({m.hidden_dim} units, {m.embed_dim}-dimensional byte embedding, weight
 norm) trained as a byte language model for {cfg.train.steps} steps (the tiny preset trains
-14,000; the tour stops earlier to fit its time) of {cfg.train.batch_size} x
+14,000; the tour stops at {TOUR_STEPS:,} to fit its time) of {cfg.train.batch_size} x
 {cfg.data.seq_len} bytes (truncated backpropagation, state carried across chunks; Adam
 {cfg.train.lr:g}, weight decay {cfg.train.weight_decay:g} on the weight-norm gains) on
 synthetic reviews whose sentiment is a latent variable spread over many words. No labels are
