@@ -62,7 +62,7 @@ class Shapes:
 
   def eval_targets(self, n):
     """The eval part's first n scenes' (shape, colour): what a faithful copy must show."""
-    labels = shapes.generate(n, self.seed + 2, split="held_out").labels
+    labels = shapes.sample_labels(n, self.seed + 2, split="held_out")
     return np.stack([labels["shape"], labels["colour"]], axis=1).astype(np.int32)
 
   def train_judge(self, sample_cfg):
