@@ -11,7 +11,8 @@ colour asked for, before and after CLIP reranks the samples of each prompt:
   python -m experiments.dalle --config=configs/dalle.py:tiny --workdir=runs/dalle --mode=train
   python -m experiments.dalle --config=configs/dalle.py:tiny --workdir=runs/dalle --mode=sample \
       [--config.sample.clip_dir=runs/clip_tiny]
-Without clip_dir, sample trains configs/clip.py's sample.clip_preset under workdir/clip first.
+Without clip_dir, sample first trains the CLIP of the `clip` section (configs/clip.py's preset
+for the same data) under workdir/clip.
 Digits (`:digits`, the tour's): scikit-learn's real 8x8 digits to a 4x4 grid, 600 steps, every
 digit prompted in each caption template, judged by a classifier of the real digits.
 Expected: held-out reconstruction error below dvae.recon_bound with the token round trip above
@@ -26,6 +27,7 @@ CLIP: the shapes here, not the paper's 250M pairs; accelerators only.
 
 import ml_collections
 
+from configs import clip as clip_config
 from configs import common
 
 
@@ -65,14 +67,18 @@ def get_config(preset="tiny"):
   # Sampling: per_caption images for each prompt (16: 640 samples of the 40 held-out-pair
   # prompts, every pair at every size and position, a standard error of about 0.02 on the
   # match rate; and CLIP keeps the best of 16); clip_dir: a CLIP run (experiments/clip.py) to rerank with, or "" to train
-  # configs/clip.py's clip_preset under workdir/clip. judge: the shape-and-colour CNN's scenes
+  # the `clip` section's CLIP under workdir/clip. judge: the shape-and-colour CNN's scenes
   # and steps. match_bound: the acceptance's share of samples that must match their caption.
   # bench_rounds: alternating rounds of sampling bench_batch images with and without the KV
   # cache (0 skips the benchmark).
   c.sample = ml_collections.ConfigDict(dict(
-      per_caption=16, temperature=1.0, top_k=0, seed=0, clip_dir="", clip_preset="tiny",
+      per_caption=16, temperature=1.0, top_k=0, seed=0, clip_dir="",
       judge_scenes=3000, judge_steps=200, match_bound=0.6, grid_captions=5, bench_rounds=3,
       bench_batch=8))
+
+  # The CLIP that reranks when sample.clip_dir is empty (configs/clip.py's preset for the
+  # same data), trained under workdir/clip; --config.clip.train.steps=... and so on apply.
+  c.clip = clip_config.get_config("tiny")
 
   if preset == "tiny":
     pass
@@ -84,7 +90,8 @@ def get_config(preset="tiny"):
     c.dvae.update(num_eval=360, recon_bound=0.02)
     c.model.update(text_len=8)
     c.train.update(steps=600, lr=1e-3, log_every=50, eval_every=300, checkpoint_every=300)
-    c.sample.update(per_caption=8, clip_preset="digits", grid_captions=10)
+    c.sample.update(per_caption=8, grid_captions=10)
+    c.clip = clip_config.get_config("digits")
   elif preset == "12b":
     c.dvae.model.update(image_size=256, downsample=8, num_codes=8192, hidden=256, code_dim=256)
     c.dvae.update(beta_max=6.6)

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from absl.testing import flagsaver
 
-from configs import clip as clip_config
 from configs import dalle as dalle_config
 from experiments import dalle as dalle_binary
 from lineage.data import shapes
@@ -115,9 +114,9 @@ def _small(cfg):
                     bench_rounds=1, bench_batch=2)
 
 
-def _tiny_clip(preset, workdir):
-  """A CLIP trained for two steps of a small model: enough to rerank with."""
-  cfg = clip_config.get_config(preset)
+def _tiny_clip(cfg, workdir):
+  """The config's CLIP trained for two steps of a small model: enough to rerank with."""
+  cfg = cfg.copy_and_resolve_references()
   cfg.model.update(vision_layers=1, text_layers=1, vision_width=32, text_width=32, embed_dim=16)
   cfg.data.update(num_train=64, num_eval=16)
   cfg.zero_shot.batch_size = 16
@@ -133,7 +132,7 @@ def _tiny_clip(preset, workdir):
 def test_binary_runs_every_mode_in_one_workdir(tmp_path, preset):
   workdir = str(tmp_path / "dalle")
   config = dalle_config.get_config(preset)
-  config.sample.clip_dir = _tiny_clip(config.sample.clip_preset, str(tmp_path / "clip"))
+  config.sample.clip_dir = _tiny_clip(config.clip, str(tmp_path / "clip"))
   for mode in dalle_binary.dalle.MODES:
     with flagsaver.flagsaver(config=config.copy_and_resolve_references(), workdir=workdir,
                              mode=mode):

@@ -9,7 +9,6 @@ import os
 
 import numpy as np
 
-from configs import clip as clip_configs
 from lineage.milestones import clip as clip_milestone
 from lineage.train import metrics as metrics_lib
 
@@ -32,8 +31,8 @@ def scorer(cfg, run_dir, tour_dir=None):
   """(score(images, texts) -> [n], a description of the CLIP used).
 
   sample.clip_dir when set; else, for the shapes, the clip tour section's run under tour_dir
-  when the tour made one; else configs/clip.py's sample.clip_preset trained under
-  run_dir/clip (once: a rerun finds it).
+  when the tour made one; else the config's `clip` section trained under run_dir/clip (once:
+  a rerun finds it).
   """
   clip_dir = cfg.sample.clip_dir
   if clip_dir and not _has_run(clip_dir):
@@ -47,11 +46,12 @@ def scorer(cfg, run_dir, tour_dir=None):
     source = clip_dir
   else:
     clip_dir = os.path.join(run_dir, "clip")
-    clip_cfg = clip_configs.get_config(cfg.sample.clip_preset)
+    clip_cfg = cfg.clip.copy_and_resolve_references()
+    clip_cfg.unlock()  # a copy of its own, free of the binary's lock on the DALL-E config
     if not _has_run(clip_dir) or not os.path.exists(os.path.join(clip_dir, "summary.json")):
-      metrics_lib.console(f"training a {cfg.sample.clip_preset} CLIP under {clip_dir} to "
+      metrics_lib.console(f"training a {clip_cfg.preset} CLIP under {clip_dir} to "
                           "rerank with")
       clip_milestone.run("train", clip_cfg, clip_dir)
-    source = f"configs/clip.py:{cfg.sample.clip_preset}, trained here"
+    source = f"configs/clip.py:{clip_cfg.preset}, trained here"
   encoder = clip_milestone.load(clip_dir)
   return (lambda images, texts: pair_scores(encoder, images, texts)), source
