@@ -28,6 +28,7 @@ GREEDY_CFG = gpt.GPTConfig(vocab_size=64, context=32, num_layers=2, num_heads=2,
 PROMPTS = [[1, 2, 3], [5], [7, 8, 9, 10, 11], [20, 21]]
 
 
+@pytest.mark.slow
 def test_beam_one_is_greedy_decoding():
   params = perturbed_params(GREEDY_CFG, 2, 0.5)
   apply_fn, init_cache = gpt.decoding(GREEDY_CFG)
@@ -93,6 +94,7 @@ def test_a_beam_holding_every_candidate_finds_the_exhaustive_best():
   assert len(answers) > len(TINY_PROMPTS)  # the length penalty changed some answer
 
 
+@pytest.mark.slow
 def test_compiles_once_per_shape_whatever_the_params_alpha_stop_token_or_limits():
   search = decode.BeamSearch(*gpt.decoding(TINY_CFG), TINY_CFG.context)
   search.search(perturbed_params(TINY_CFG, 3, 1.0), TINY_PROMPTS, 3, eos_id=EOS, beam_size=3,

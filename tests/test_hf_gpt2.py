@@ -95,6 +95,7 @@ def trained_tiny(tmp_path_factory):
   return pretrain.model_config(cfg), jax.device_get(state.params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_export_of_trained_run_loads_in_transformers(trained_tiny, tmp_path, dtype):
   cfg, params = trained_tiny

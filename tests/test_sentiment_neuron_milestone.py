@@ -84,6 +84,7 @@ def test_train_probe_generate(trained, capsys):
   assert "lexicon score" in out
 
 
+@pytest.mark.slow
 def test_probe_of_a_single_class_is_a_clear_error(trained):
   with pytest.raises(ValueError, match="class"):
     _in_process(trained, "--mode=probe", "--config.probe.max_examples=1")
