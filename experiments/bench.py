@@ -37,10 +37,10 @@ from ml_collections import config_flags
 
 from configs import gpt2 as gpt2_config
 from lineage.bench import attention as attention_bench
-from lineage.bench import dalle_sampling as dalle_bench
 from lineage.bench import few_shot as few_shot_bench
 from lineage.bench import report
 from lineage.bench import zero_shot as zero_shot_bench
+from lineage.milestones.dalle import bench as dalle_bench
 from lineage.milestones.gpt2 import bench as gpt2_bench
 
 FLAGS = flags.FLAGS

@@ -1,8 +1,8 @@
-"""DALL-E's sampling speed: images/s drawn with the KV cache (lineage.decode.Generator) against
-the same sampling with no cache, where every new image token reruns the whole stream, in
-alternating rounds of one run (lineage.milestones.dalle.sample.benchmark). The weights are
-freshly initialised: the speed of a step does not depend on what the model has learned, and
-every image has all its tokens sampled either way."""
+"""experiments/bench.py --what=dalle_sampling: images/s drawn with the KV cache
+(lineage.decode.Generator) against the same sampling with no cache, where every new image
+token reruns the whole stream, in alternating rounds of one run (sample.benchmark). The
+weights are freshly initialised: the speed of a step does not depend on what the model has
+learned, and every image has all its tokens sampled either way."""
 
 import jax
 from flax import linen as nn
